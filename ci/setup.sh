@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up a development environment from a fresh clone (idempotent):
+# system packages, .venv with build + runtime + test dependencies, the pinned
+# llama.cpp tree, and an editable build of pyllama with a persistent build dir.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v g++ >/dev/null || need_apt+=(g++)
+command -v ccache >/dev/null || need_apt+=(ccache)
+command -v ninja >/dev/null || need_apt+=(ninja-build)
+# The CNCF distribution registry, for the push/pull tests.
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+py=.venv/bin/python
+$py -m pip install -q --upgrade pip
+# Build requirements first: the editable install runs without build isolation
+# so the CMake build directory (build/) stays valid between installs.
+$py -m pip install -q "scikit-build-core>=0.10" "cython>=3.0" "numpy>=2.0" ninja
+bash ci/fetch_llama_cpp.sh
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+$py -m pip install -q --no-build-isolation -e ".[test]"
