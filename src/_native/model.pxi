@@ -34,13 +34,11 @@ cdef class Model:
     cdef readonly bint vocab_only
     cdef int32_t _n_vocab
     cdef object _metadata
-    cdef list _adapters
 
     def __cinit__(self, path, *, int n_gpu_layers=-1, bint vocab_only=False, str load_mode="auto",
                   str split_mode="layer", int main_gpu=0, bint check_tensors=False,
                   bint use_extra_bufts=True):
         self.ptr = NULL
-        self._adapters = []
         path = _os.fspath(path)
         if not _os.path.isfile(path):
             raise FileNotFoundError(f"model file not found: {path}")
@@ -72,11 +70,8 @@ cdef class Model:
         self._n_vocab = llama_vocab_n_tokens(self.vocab)
 
     def __dealloc__(self):
-        cdef LoraAdapter adapter
-        for adapter in self._adapters:
-            if adapter.ptr != NULL:
-                llama_adapter_lora_free(adapter.ptr)
-                adapter.ptr = NULL
+        # LoRA adapters are freed by llama_model_free; LoraAdapter objects
+        # hold a reference to their model, so none outlives it.
         if self.ptr != NULL:
             llama_model_free(self.ptr)
             self.ptr = NULL
@@ -376,5 +371,4 @@ cdef class Model:
         adapter.ptr = ptr
         adapter.model = self
         adapter.path = path
-        self._adapters.append(adapter)
         return adapter

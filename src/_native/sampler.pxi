@@ -7,6 +7,7 @@ cdef class Sampler:
     (greedy, dist, mirostat, mirostat_v2 or adaptive_p)."""
     cdef llama_sampler * chain
     cdef list _names
+    cdef vector[llama_token_data] _cur
 
     def __cinit__(self, *, bint no_perf=True):
         cdef llama_sampler_chain_params p = llama_sampler_chain_default_params()
@@ -185,57 +186,49 @@ cdef class Sampler:
 
     # ---- use -------------------------------------------------------------------
 
+    cdef llama_token _sample_row(self, const float * logits, int32_t n) except -1:
+        """Chain over one logits row: apply, check a token was picked, accept.
+        (llama_sampler_sample aborts the process when nothing is picked.)"""
+        if llama_sampler_chain_n(self.chain) == 0:
+            raise ValueError("the sampler chain is empty")
+        self._cur.resize(n)
+        cdef llama_token_data * data = self._cur.data()
+        cdef llama_token_data_array cur
+        cdef int32_t k
+        with nogil:
+            for k in range(n):
+                data[k].id = k
+                data[k].logit = logits[k]
+                data[k].p = 0.0
+            cur.data = data
+            cur.size = n
+            cur.selected = -1
+            cur.sorted = False
+            llama_sampler_apply(self.chain, &cur)
+        if cur.selected < 0 or <size_t>cur.selected >= cur.size:
+            raise LlamaError("the sampler chain picked no token (does it end with greedy/dist/mirostat?)")
+        cdef llama_token tok = cur.data[cur.selected].id
+        with nogil:
+            llama_sampler_accept(self.chain, tok)
+        return tok
+
     def sample(self, Context ctx not None, int i):
         """Apply the chain to the logits at batch index `i`, pick a token and
         accept it into the chain's state."""
         cdef float * logits
-        cdef llama_token tok
         with nogil:
             logits = llama_get_logits_ith(ctx.ptr, i)
         if logits == NULL:
             raise IndexError(f"no logits for batch index {i}")
-        if llama_sampler_chain_n(self.chain) == 0:
-            raise ValueError("the sampler chain is empty")
-        with nogil:
-            tok = llama_sampler_sample(self.chain, ctx.ptr, i)
-        if tok < 0 or tok >= ctx._n_vocab:
-            raise LlamaError(f"sampler returned an invalid token {tok} (does the chain end with a picker?)")
-        return tok
+        return self._sample_row(logits, ctx._n_vocab)
 
     def sample_logits(self, logits):
         """Apply the chain to a float32 logits array of your own; returns the
         picked token (accepted into the chain's state)."""
         cdef cnp.ndarray[cnp.float32_t, ndim=1] arr = np.ascontiguousarray(logits, dtype=np.float32).reshape(-1)
-        cdef Py_ssize_t n = arr.shape[0]
-        if n == 0:
+        if arr.shape[0] == 0:
             raise ValueError("empty logits")
-        if llama_sampler_chain_n(self.chain) == 0:
-            raise ValueError("the sampler chain is empty")
-        cdef llama_token_data * data = <llama_token_data *>malloc(n * sizeof(llama_token_data))
-        if data == NULL:
-            raise MemoryError()
-        cdef llama_token_data_array cur
-        cdef Py_ssize_t k
-        cdef float * src = <float *>arr.data
-        cdef llama_token tok
-        try:
-            with nogil:
-                for k in range(n):
-                    data[k].id = <llama_token>k
-                    data[k].logit = src[k]
-                    data[k].p = 0.0
-                cur.data = data
-                cur.size = n
-                cur.selected = -1
-                cur.sorted = False
-                llama_sampler_apply(self.chain, &cur)
-            if cur.selected < 0 or <size_t>cur.selected >= cur.size:
-                raise LlamaError("the chain selected no token (does it end with a picker?)")
-            tok = cur.data[cur.selected].id
-        finally:
-            free(data)
-        llama_sampler_accept(self.chain, tok)
-        return tok
+        return self._sample_row(<const float *>arr.data, <int32_t>arr.shape[0])
 
     def accept(self, int tok):
         """Feed a token the chain did not pick (prompt tokens, forced text)."""
