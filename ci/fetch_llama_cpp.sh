@@ -18,6 +18,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$SHA256" ]]; then
     exit 0
 fi
 
+PYTHON="${PYTHON:-python3}"
 cache="${PYLLAMA_FETCH_CACHE:-$HOME/.cache/pyllama}"
 mkdir -p "$cache"
 sdist="$cache/llama_cpp_python-$VERSION.tar.gz"
@@ -29,9 +30,9 @@ if ! verify "$sdist"; then
     trap 'rm -rf "$tmp"' EXIT
     # --no-build-isolation keeps pip from building a throwaway environment just
     # to read the package's metadata; --no-deps keeps it from resolving more.
-    python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+    "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
         "llama-cpp-python==$VERSION" -d "$tmp" \
-        || python3 -m pip download --quiet --no-deps --no-binary :all: \
+        || "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: \
             "llama-cpp-python==$VERSION" -d "$tmp"
     got="$tmp/llama_cpp_python-$VERSION.tar.gz"
     if ! verify "$got"; then

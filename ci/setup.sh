@@ -26,6 +26,6 @@ $py -m pip install -q --upgrade pip
 # Build requirements first: the editable install runs without build isolation
 # so the CMake build directory (build/) stays valid between installs.
 $py -m pip install -q "scikit-build-core>=0.10" "cython>=3.0" "numpy>=2.0" ninja
-bash ci/fetch_llama_cpp.sh
+PYTHON="$py" bash ci/fetch_llama_cpp.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 $py -m pip install -q --no-build-isolation -e ".[test]"
