@@ -1,0 +1,129 @@
+"""Server configuration from the environment.
+
+Every setting is read from ``PYLLAMA_<NAME>`` and falls back to
+``OLLAMA_<NAME>`` so that an Ollama user's environment carries over
+unchanged.  Values are trimmed of spaces and quotes as Ollama does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 11434
+
+
+def _raw(env: Mapping[str, str], name: str) -> str:
+    """Return the trimmed value of PYLLAMA_<name>, else OLLAMA_<name>, else ""."""
+    for prefix in ("PYLLAMA_", "OLLAMA_"):
+        value = env.get(prefix + name)
+        if value is not None:
+            value = value.strip().strip("\"'").strip()
+            if value:
+                return value
+    return ""
+
+
+def parse_bool(value: str) -> bool:
+    """Go ParseBool semantics, but an unparsable non-empty value counts as true."""
+    if not value:
+        return False
+    lowered = value.lower()
+    if lowered in ("0", "f", "false"):
+        return False
+    return True
+
+
+def _uint(value: str, default: int) -> int:
+    """A non-negative integer; bad values fall back to the default."""
+    try:
+        number = int(value)
+    except ValueError:
+        return default
+    return number if number >= 0 else default
+
+
+def parse_host(value: str) -> tuple[str, str, int]:
+    """Split an OLLAMA_HOST-style value into (scheme, host, port)."""
+    scheme = "http"
+    default_port = DEFAULT_PORT
+    rest = value or "127.0.0.1"
+    if "://" in rest:
+        scheme, rest = rest.split("://", 1)
+        scheme = scheme.lower() or "http"
+        default_port = 443 if scheme == "https" else 80
+    elif rest in ("ollama.com", "www.ollama.com"):
+        scheme, default_port = "https", 443
+    rest = rest.split("/", 1)[0]
+    host, port = rest, default_port
+    if rest.startswith("["):
+        close = rest.find("]")
+        host = rest[1:close] if close > 0 else rest
+        tail = rest[close + 1 :] if close > 0 else ""
+        if tail.startswith(":") and tail[1:].isdigit():
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host_part, port_part = rest.split(":")
+        host = host_part
+        if port_part.isdigit():
+            port = int(port_part)
+    if not host:
+        host = "127.0.0.1"
+    return scheme, host, port
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings shared by the server, scheduler, store and CLI."""
+
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    models: Path = field(default_factory=lambda: Path.home() / ".pyllama" / "models")
+    noprune: bool = False
+    origins: tuple[str, ...] = ()
+    keep_alive: str = "5m"
+    num_parallel: int = 1
+    max_loaded_models: int = 0
+    max_queue: int = 512
+    context_length: int = 0
+    flash_attention: bool | None = None
+    kv_cache_type: str = "f16"
+
+    @property
+    def base_url(self) -> str:
+        """URL a client on this machine uses to reach the server."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build the configuration from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        scheme, host, port = parse_host(_raw(env, "HOST"))
+        models_raw = _raw(env, "MODELS")
+        models = Path(models_raw).expanduser() if models_raw else Path.home() / ".pyllama" / "models"
+        origins_raw = _raw(env, "ORIGINS")
+        origins = tuple(o.strip() for o in origins_raw.split(",") if o.strip())
+        flash_raw = _raw(env, "FLASH_ATTENTION")
+        return cls(
+            scheme=scheme,
+            host=host,
+            port=port,
+            models=models,
+            noprune=parse_bool(_raw(env, "NOPRUNE")),
+            origins=origins,
+            keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
+            num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,
+            max_loaded_models=_uint(_raw(env, "MAX_LOADED_MODELS"), 0),
+            max_queue=_uint(_raw(env, "MAX_QUEUE"), 512),
+            context_length=_uint(_raw(env, "CONTEXT_LENGTH"), 0),
+            flash_attention=parse_bool(flash_raw) if flash_raw else None,
+            kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
+        )

@@ -1,0 +1,266 @@
+"""Model-management routes: create, blobs, tags, show, copy, delete, pull, push."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, Router, delete, post, route
+from litestar.datastructures import State
+
+from pyllama.server.errors import RequestError, error_response
+from pyllama.server.jobs import job_response
+from pyllama.server.schemas import CopyRequest, CreateRequest, ListModel, ListResponse, ModelDetails, ModelRequest
+from pyllama.store.create import create_model, validate_create
+from pyllama.store.errors import InvalidRequest, NotFound
+from pyllama.store.layout import Store, StoredModel
+from pyllama.store.manifest import DIGEST_RE, decode_config
+from pyllama.store.model import load_model
+from pyllama.store.names import ModelName, parse_name, parse_name_or_400
+from pyllama.store.registry import pull_model, push_model
+from pyllama.store.show import details, format_time, show_response
+
+T = TypeVar("T")
+
+
+async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """Decode a JSON body the way Ollama answers mistakes (400 + message)."""
+    body = await request.body()
+    if not body.strip():
+        raise RequestError("missing request body")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def get_store(state: State) -> Store:
+    store: Store = state.store
+    return store
+
+
+def _resolve_existing(store: Store, raw: str) -> ModelName:
+    """Parse a model reference from a request; 400 if invalid, 404 if absent."""
+    name = parse_name_or_400(raw)
+    if not store.exists(name):
+        raise NotFound(f"model '{raw}' not found")
+    return store.resolve(name)
+
+
+# -- create & blobs ------------------------------------------------------
+
+
+@post("/api/create", status_code=200)
+async def create(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    store = get_store(state)
+    body = await decode_body(request, CreateRequest)
+    spec = validate_create(
+        model=body.model or body.name,
+        from_=body.from_,
+        files=body.files,
+        adapters=body.adapters,
+        draft_files=body.draft_files,
+        template=body.template,
+        system=body.system,
+        license=body.license,
+        parameters=body.parameters,
+        messages=body.messages,
+        quantize=body.quantize or body.quantization,
+        renderer=body.renderer,
+        parser=body.parser,
+        requires=body.requires,
+    )
+    for digest in (*spec.files.values(), *spec.adapters.values(), *spec.draft_files.values()):
+        if not store.has_blob(digest):
+            raise InvalidRequest(f'blob "{digest}" not found')
+
+    def job(emit: Any, cancel: threading.Event) -> None:
+        def pull(name: ModelName, emit_: Any) -> None:
+            pull_model(store, name, emit_, cancel=cancel)
+
+        create_model(store, spec, emit, pull=pull, cancel=cancel)
+
+    return await job_response(job, body.stream is not False)
+
+
+@route("/api/blobs/{digest:str}", http_method=["HEAD"], status_code=200)
+async def blob_exists(digest: str, state: State) -> Response[bytes]:
+    store = get_store(state)
+    if not DIGEST_RE.match(digest):
+        return error_response("invalid digest format", 400)
+    if not store.has_blob(digest):
+        return error_response(f'blob "{digest}" not found', 404)
+    return Response(content=b"", status_code=200)
+
+
+@post("/api/blobs/{digest:str}", status_code=201)
+async def blob_upload(digest: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    store = get_store(state)
+    if not DIGEST_RE.match(digest):
+        return error_response("invalid digest format", 400)
+    if store.has_blob(digest):
+        return Response(content=b"", status_code=200)
+    writer = store.blob_writer()
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await anyio.to_thread.run_sync(writer.write, chunk) if len(chunk) > 1 << 20 else writer.write(chunk)
+        await anyio.to_thread.run_sync(writer.commit, digest)
+    except BaseException:
+        writer.abort()
+        raise
+    return Response(content=b"", status_code=201)
+
+
+# -- listing & inspection ----------------------------------------------------
+
+
+def _list_entry(store: Store, stored: StoredModel) -> ListModel:
+    try:
+        model = load_model(store, stored.name)
+    except Exception:  # noqa: BLE001 - a broken model is listed with what we know
+        config = decode_config(store.read_blob(stored.manifest.config.digest)) if stored.manifest.config and store.has_blob(stored.manifest.config.digest) else None
+        return ListModel(
+            name=stored.name.display_shortest,
+            model=stored.name.display_shortest,
+            modified_at=format_time(stored.mtime),
+            size=stored.manifest.total_size(),
+            digest=stored.manifest_digest,
+            details=ModelDetails(format=config.model_format if config else "", family=config.model_family if config else ""),
+        )
+    info = model.gguf()
+    d = details(model, info)
+    return ListModel(
+        name=stored.name.display_shortest,
+        model=stored.name.display_shortest,
+        modified_at=format_time(stored.mtime),
+        size=stored.manifest.total_size(),
+        digest=stored.manifest_digest,
+        details=ModelDetails(**d),
+        context_length=model.config.context_length or (int(info.arch_key("context_length") or 0) if info else 0),
+        embedding_length=model.config.embedding_length or (int(info.arch_key("embedding_length") or 0) if info else 0),
+        capabilities=model.capabilities(info) or None,
+    )
+
+
+def _list_models(store: Store) -> ListResponse:
+    stored = sorted(store.iter_models(), key=lambda m: m.mtime, reverse=True)
+    return ListResponse(models=[_list_entry(store, m) for m in stored])
+
+
+@route("/api/tags", http_method=["GET", "HEAD"])
+async def tags(state: State) -> Response[bytes]:
+    store = get_store(state)
+    listing = await anyio.to_thread.run_sync(_list_models, store)
+    return Response(content=msgspec.json.encode(listing), media_type="application/json")
+
+
+@post("/api/show", status_code=200)
+async def show(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    store = get_store(state)
+    body = await decode_body(request, ModelRequest)
+    if not body.target:
+        raise InvalidRequest("model is required")
+    name = _resolve_existing(store, body.target)
+
+    def build() -> dict[str, Any]:
+        model = load_model(store, name)
+        result = show_response(model, verbose=body.verbose)
+        if body.system:
+            result["system"] = body.system
+        return result
+
+    result = await anyio.to_thread.run_sync(build)
+    return Response(content=msgspec.json.encode(result), media_type="application/json")
+
+
+# -- copy & delete ------------------------------------------------------------
+
+
+@post("/api/copy", status_code=200)
+async def copy(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    store = get_store(state)
+    body = await decode_body(request, CopyRequest)
+    try:
+        source = parse_name(body.source)
+    except ValueError:
+        raise InvalidRequest(f'source "{body.source}" is invalid') from None
+    try:
+        destination = parse_name(body.destination)
+    except ValueError:
+        raise InvalidRequest(f'destination "{body.destination}" is invalid') from None
+
+    def do_copy() -> None:
+        with store.locked():
+            try:
+                stored = store.get(source)
+            except NotFound:
+                raise NotFound(f'model "{body.source}" not found') from None
+            orphaned = store.write_manifest(destination, stored.raw, stored.manifest)
+            if orphaned:
+                store.prune_digests(orphaned)
+
+    await anyio.to_thread.run_sync(do_copy)
+    return Response(content=b"", status_code=200)
+
+
+@delete("/api/delete", status_code=200)
+async def delete_model(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    store = get_store(state)
+    body = await decode_body(request, ModelRequest)
+    raw = body.target
+    try:
+        name = parse_name(raw)
+    except ValueError:
+        raise InvalidRequest(f'name "{raw}" is invalid') from None
+    if not store.exists(name):
+        raise NotFound(f"model '{raw}' not found")
+
+    def do_delete() -> None:
+        try:
+            store.delete(name)
+        except NotFound:
+            raise NotFound(f"model '{raw}' not found") from None
+
+    await anyio.to_thread.run_sync(do_delete)
+    return Response(content=b"", status_code=200)
+
+
+# -- registry -----------------------------------------------------------------
+
+
+async def _registry_transfer(request: Request[Any, Any, Any], state: State, transfer: Any) -> Response[Any]:
+    """Shared body of pull and push: validate the name, then stream the transfer."""
+    store = get_store(state)
+    body = await decode_body(request, ModelRequest)
+    if not body.target:
+        raise InvalidRequest("model is required")
+    name = parse_name_or_400(body.target)
+    if name.scheme == "http" and not body.insecure:
+        raise InvalidRequest("insecure protocol http")
+    name = store.resolve(name)
+
+    def job(emit: Any, cancel: threading.Event) -> None:
+        transfer(store, name, emit, insecure=body.insecure, cancel=cancel)
+
+    return await job_response(job, body.stream is not False)
+
+
+@post("/api/pull", status_code=200)
+async def pull(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _registry_transfer(request, state, pull_model)
+
+
+@post("/api/push", status_code=200)
+async def push(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _registry_transfer(request, state, push_model)
+
+
+models_router = Router(
+    path="/",
+    route_handlers=[create, blob_exists, blob_upload, tags, show, copy, delete_model, pull, push],
+)
+
+__all__ = ["models_router"]

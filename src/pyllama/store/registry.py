@@ -1,0 +1,566 @@
+"""Registry client: pull and push over the OCI distribution protocol, as Ollama does.
+
+Pulls download each blob in ranged parts into ``blobs/sha256-<hex>-partial``
+with per-part JSON state (``-partial-N``), so an interrupted pull resumes
+where it stopped.  A blob is hashed before it is renamed into place, and the
+manifest is written last, under the store lock: a failed pull never leaves a
+model that points at missing or unverified data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from pyllama.store.errors import RegistryError, StoreError
+from pyllama.store.layout import Store
+from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
+from pyllama.store.names import ModelName, parse_name
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+MIN_PART_SIZE = 100 * 1000 * 1000
+MAX_PART_SIZE = 1000 * 1000 * 1000
+MAX_PARTS_IN_FLIGHT = 16
+UPLOAD_MIN_PART = 100 * 1000 * 1000
+UPLOAD_MAX_PART = 1000 * 1000 * 1000
+STALL_TIMEOUT_S = 30.0
+PROGRESS_INTERVAL_S = 0.06
+CHUNK = 1 << 16
+
+USER_AGENT = f"pyllama/0.1.0 ({platform.machine() or 'unknown'} {platform.system().lower()}) Python/{platform.python_version()}"
+
+_challenge_re = re.compile(r'(\w+)="([^"]*)"')
+
+_blob_locks_guard = threading.Lock()
+_blob_locks: dict[str, threading.Lock] = {}
+
+
+class Canceled(StoreError):
+    status_code = 499
+
+    def __init__(self) -> None:
+        super().__init__("request canceled")
+
+
+@contextmanager
+def _blob_lock(digest: str) -> Iterator[None]:
+    """One download per blob per process: concurrent pulls of it share the result."""
+    with _blob_locks_guard:
+        lock = _blob_locks.setdefault(digest, threading.Lock())
+    with lock:
+        yield
+
+
+def short_hex(digest: str) -> str:
+    """The 12 hex characters Ollama shows in ``pulling <hex>``."""
+    return digest[7:19]
+
+
+def _status_error(response: httpx.Response) -> RegistryError:
+    if response.status_code == 404:
+        return RegistryError("file does not exist", 404)
+    try:
+        body = response.read().decode("utf-8", errors="replace").strip()
+    except httpx.HTTPError:
+        body = ""
+    if response.status_code == 401:
+        return RegistryError(f"401: unauthorized{': ' + body if body else ''}", 401)
+    return RegistryError(f"{response.status_code}: {body}")
+
+
+def _sign_challenge(data: bytes) -> str | None:
+    """Ollama-style key signature, when an ed25519 key and a signer are available.
+
+    Uses ``~/.ollama/id_ed25519`` (OpenSSH format) through the optional
+    ``cryptography`` package; without it, token requests are anonymous.
+    """
+    key_path = Path(os.environ.get("PYLLAMA_KEY", "~/.ollama/id_ed25519")).expanduser()
+    if not key_path.is_file():
+        return None
+    try:
+        from cryptography.hazmat.primitives.serialization import (  # type: ignore[import-not-found]
+            Encoding,
+            PublicFormat,
+            load_ssh_private_key,
+        )
+    except ImportError:
+        return None
+    try:
+        key = load_ssh_private_key(key_path.read_bytes(), password=None)
+        signature = key.sign(data)  # type: ignore[call-arg,union-attr]
+        public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1]
+    except Exception as exc:  # noqa: BLE001 - any key problem means "unsigned"
+        log.warning("cannot sign registry challenge with %s: %s", key_path, exc)
+        return None
+    return f"{public.decode()}:{base64.b64encode(signature).decode()}"
+
+
+@dataclass
+class _Part:
+    n: int
+    offset: int
+    size: int
+    completed: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps({"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}).encode()
+
+
+class RegistryClient:
+    """Talks to one registry host for one model name."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: ModelName,
+        *,
+        insecure: bool = False,
+        transport: httpx.BaseTransport | None = None,
+        min_part_size: int = MIN_PART_SIZE,
+        upload_part_size: int | None = None,
+        retries: int = 6,
+        backoff_s: float = 1.0,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        if name.scheme == "http" and not insecure:
+            raise RegistryError("insecure protocol http", 400)
+        self.store = store
+        self.name = name
+        self.scheme = "http" if insecure else "https"
+        self.base = f"{self.scheme}://{name.host}"
+        self.min_part_size = min_part_size
+        self.upload_part_size = upload_part_size
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.cancel = cancel or threading.Event()
+        self.token: str | None = None
+        self._token_lock = threading.Lock()
+        self.client = httpx.Client(
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(STALL_TIMEOUT_S),
+            follow_redirects=False,
+        )
+        self._progress_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP with the bearer challenge flow ---------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base}/v2/{self.name.repository}/{path}"
+
+    def _same_host(self, url: str) -> bool:
+        return urlsplit(url).netloc.lower() == urlsplit(self.base).netloc.lower()
+
+    def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if self.token and self._same_host(url):
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send a request; on a 401 Bearer challenge fetch a token and retry once."""
+        for attempt in range(2):
+            request = self.client.build_request(method, url, headers=self._headers(url, headers), **kwargs)
+            try:
+                response = self.client.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise RegistryError(f"{method} {url}: {exc}") from None
+            if response.status_code != 401 or attempt == 1:
+                return response
+            challenge = response.headers.get("WWW-Authenticate", "")
+            response.close()
+            if not challenge.lower().startswith("bearer "):
+                raise RegistryError("401: unauthorized", 401)
+            self._fetch_token(challenge)
+        raise AssertionError("unreachable")
+
+    def _fetch_token(self, challenge: str) -> None:
+        params = dict(_challenge_re.findall(challenge))
+        realm = params.get("realm", "")
+        if not realm:
+            raise RegistryError("401: unauthorized: no realm in challenge", 401)
+        if urlsplit(realm).hostname != urlsplit(self.base).hostname:
+            raise RegistryError(f"unauthorized: realm host {urlsplit(realm).hostname!r} does not match registry host", 401)
+        query = {
+            "service": params.get("service", ""),
+            "scope": params.get("scope", ""),
+            "ts": str(int(time.time())),
+            "nonce": base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="),
+        }
+        parts = urlsplit(realm)
+        joined_query = "&".join(q for q in (parts.query, urlencode(query)) if q)
+        token_url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined_query, ""))
+        headers: dict[str, str] = {}
+        body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+        signature = _sign_challenge(f"GET,{token_url},{body_hash}".encode())
+        if signature:
+            headers["Authorization"] = signature
+        with self._token_lock:
+            try:
+                response = self.client.get(token_url, headers=headers)
+            except httpx.HTTPError as exc:
+                raise RegistryError(f"token request failed: {exc}") from None
+            if response.status_code >= 400:
+                raise _status_error(response)
+            try:
+                data = response.json()
+            except ValueError:
+                raise RegistryError("token request failed: invalid JSON") from None
+            token = data.get("token") or data.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise RegistryError("token request failed: no token in response")
+            self.token = token
+
+    def _check(self) -> None:
+        if self.cancel.is_set():
+            raise Canceled()
+
+    # -- pull ----------------------------------------------------------
+
+    def fetch_manifest(self) -> bytes:
+        response = self.request("GET", self._url(f"manifests/{self.name.tag}"), headers={"Accept": MANIFEST_MEDIA_TYPE})
+        if response.status_code >= 400:
+            error = _status_error(response)
+            raise RegistryError(f"pull model manifest: {error.message}", error.status_code if error.status_code != 404 else 500)
+        return response.content
+
+    def pull(self, emit: Emit) -> None:
+        """Download the model; emits Ollama's pull status lines, ending in ``success``."""
+        emit({"status": "pulling manifest"})
+        raw = self.fetch_manifest()
+        try:
+            manifest = decode_manifest(raw)
+        except ValueError as exc:
+            raise RegistryError(f"pull model manifest: {exc}") from None
+        layers = [*manifest.layers, *([manifest.config] if manifest.config else [])]
+        downloaded: list[Layer] = []
+        for layer in layers:
+            self._check()
+            if self._pull_layer(layer, emit):
+                downloaded.append(layer)
+        emit({"status": "verifying sha256 digest"})
+        emit({"status": "writing manifest"})
+        with self.store.locked():
+            orphaned = self.store.write_manifest(self.name, raw, manifest)
+            if orphaned and not self.store.noprune:
+                emit({"status": "removing unused layers"})
+                self.store.prune_digests(orphaned)
+        emit({"status": "success"})
+
+    def _pull_layer(self, layer: Layer, emit: Emit) -> bool:
+        """Make one blob present and verified; True if it had to be downloaded."""
+        status = f"pulling {short_hex(layer.digest)}"
+        with _blob_lock(layer.digest):
+            if self.store.has_blob(layer.digest):
+                emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
+                return False
+            self._download(layer, emit, status)
+            return True
+
+    def _part_paths(self, layer: Layer) -> tuple[Path, Path]:
+        final = self.store.blob_path(layer.digest)
+        return final.with_name(final.name + "-partial"), final.parent
+
+    def _load_parts(self, layer: Layer, data_path: Path) -> list[_Part]:
+        part_size = min(max(layer.size // 16, self.min_part_size), MAX_PART_SIZE) or 1
+        fresh = [
+            _Part(n, offset, min(part_size, layer.size - offset))
+            for n, offset in enumerate(range(0, max(layer.size, 1), part_size))
+        ]
+        if layer.size == 0:
+            fresh = []
+        if not data_path.exists() or data_path.stat().st_size != layer.size:
+            return fresh
+        loaded: list[_Part] = []
+        for n in range(len(fresh)):
+            state = data_path.with_name(f"{data_path.name}-{n}")
+            try:
+                raw = json.loads(state.read_bytes())
+                part = _Part(int(raw["N"]), int(raw["Offset"]), int(raw["Size"]), int(raw["Completed"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                return fresh
+            if (part.n, part.offset, part.size) != (n, fresh[n].offset, fresh[n].size) or not 0 <= part.completed <= part.size:
+                return fresh
+            loaded.append(part)
+        return loaded
+
+    def _resolve_location(self, url: str) -> str:
+        """Follow the one redirect to the data URL (a CDN for registry.ollama.ai)."""
+        response = self.request("GET", url, headers={"Range": "bytes=0-0"}, stream=True)
+        try:
+            if response.status_code in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location", "")
+                if location:
+                    return urljoin(url, location)
+            if response.status_code >= 400:
+                raise _status_error(response)
+            return url
+        finally:
+            response.close()
+
+    def _download(self, layer: Layer, emit: Emit, status: str) -> None:
+        data_path, blobs_dir = self._part_paths(layer)
+        blobs_dir.mkdir(parents=True, exist_ok=True)
+        parts = self._load_parts(layer, data_path)
+        if not data_path.exists() or data_path.stat().st_size != layer.size:
+            with open(data_path, "wb") as handle:
+                handle.truncate(layer.size)
+            for part in parts:
+                self._save_part(data_path, part)
+        done = sum(p.completed for p in parts)
+        emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": done})
+        last_emit = [time.monotonic()]
+
+        def report(force: bool = False) -> None:
+            now = time.monotonic()
+            with self._progress_lock:
+                if not force and now - last_emit[0] < PROGRESS_INTERVAL_S:
+                    return
+                last_emit[0] = now
+            emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": sum(p.completed for p in parts)})
+
+        pending = [p for p in parts if p.completed < p.size]
+        if pending:
+            location = self._resolve_location(self._url(f"blobs/{layer.digest}"))
+            fd = os.open(data_path, os.O_RDWR)
+            abort = threading.Event()
+            try:
+                with ThreadPoolExecutor(max_workers=min(MAX_PARTS_IN_FLIGHT, len(pending))) as pool:
+                    futures = [pool.submit(self._download_part, fd, data_path, location, part, report, abort) for part in pending]
+                    finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        error = future.exception()
+                        if error is not None:
+                            abort.set()
+                            for other in futures:
+                                other.cancel()
+                            raise error
+                    for future in futures:
+                        future.result()
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        report(force=True)
+        self._verify_and_link(layer, data_path, len(parts))
+
+    def _save_part(self, data_path: Path, part: _Part) -> None:
+        state = data_path.with_name(f"{data_path.name}-{part.n}")
+        tmp = state.with_name(state.name + ".tmp")
+        tmp.write_bytes(part.to_json())
+        os.replace(tmp, state)
+
+    def _download_part(
+        self,
+        fd: int,
+        data_path: Path,
+        location: str,
+        part: _Part,
+        report: Callable[[bool], None],
+        abort: threading.Event,
+    ) -> None:
+        attempt = 0
+        while part.completed < part.size:
+            self._check()
+            if abort.is_set():
+                raise Canceled()
+            start = part.offset + part.completed
+            end = part.offset + part.size - 1
+            try:
+                response = self.request("GET", location, headers={"Range": f"bytes={start}-{end}"}, stream=True)
+                try:
+                    if response.status_code >= 400:
+                        raise _status_error(response)
+                    if response.status_code != 206 and start != 0:
+                        raise RegistryError(f"registry ignored the Range request ({response.status_code})")
+                    position = start
+                    unsaved = 0
+                    for chunk in response.iter_bytes(CHUNK):
+                        self._check()
+                        if position + len(chunk) > end + 1:
+                            chunk = chunk[: end + 1 - position]
+                        os.pwrite(fd, chunk, position)
+                        position += len(chunk)
+                        part.completed = position - part.offset
+                        unsaved += len(chunk)
+                        if unsaved >= 8 * CHUNK:
+                            self._save_part(data_path, part)
+                            unsaved = 0
+                        report(False)
+                        if position > end:
+                            break
+                finally:
+                    response.close()
+                    self._save_part(data_path, part)
+                if part.completed < part.size:
+                    raise RegistryError("connection closed before the part was complete")
+            except (RegistryError, httpx.HTTPError) as exc:
+                if isinstance(exc, RegistryError) and exc.status_code in (401, 404):
+                    raise
+                attempt += 1
+                if attempt > self.retries:
+                    raise RegistryError(f"download of part {part.n} failed: {exc}") from None
+                delay = self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                log.info("part %d of %s: %s; retrying in %.1fs", part.n, data_path.name, exc, delay)
+                if self.cancel.wait(delay):
+                    raise Canceled() from None
+
+    def _verify_and_link(self, layer: Layer, data_path: Path, n_parts: int) -> None:
+        digest = hashlib.sha256()
+        with open(data_path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        got = "sha256:" + digest.hexdigest()
+        states = [data_path.with_name(f"{data_path.name}-{n}") for n in range(n_parts)]
+        if got != layer.digest.lower():
+            data_path.unlink(missing_ok=True)
+            for state in states:
+                state.unlink(missing_ok=True)
+            raise RegistryError(f"digest mismatch, file must be downloaded again: want {layer.digest}, got {got}")
+        self.store.link_blob(data_path, got)
+        for state in states:
+            state.unlink(missing_ok=True)
+
+    # -- push ----------------------------------------------------------
+
+    def push(self, emit: Emit) -> None:
+        """Upload the model's blobs and manifest; emits Ollama's push status lines."""
+        emit({"status": "retrieving manifest"})
+        try:
+            stored = self.store.get(self.name)
+        except StoreError:
+            emit({"status": "couldn't retrieve manifest"})
+            raise
+        manifest = stored.manifest
+        layers = [*manifest.layers, *([manifest.config] if manifest.config else [])]
+        for layer in layers:
+            self._check()
+            self._push_layer(layer, emit)
+        emit({"status": "pushing manifest"})
+        response = self.request(
+            "PUT",
+            self._url(f"manifests/{self.name.tag}"),
+            headers={"Content-Type": MANIFEST_MEDIA_TYPE},
+            content=stored.raw,
+        )
+        if response.status_code >= 400:
+            raise _status_error(response)
+        emit({"status": "success"})
+
+    def _push_layer(self, layer: Layer, emit: Emit) -> None:
+        status = f"pushing {short_hex(layer.digest)}"
+        head = self.request("HEAD", self._url(f"blobs/{layer.digest}"))
+        if head.status_code == 200:
+            emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
+            return
+        if head.status_code not in (404,) and head.status_code >= 400:
+            raise _status_error(head)
+        params: dict[str, str] = {}
+        if layer.from_:
+            try:
+                source = parse_name(layer.from_)
+            except ValueError:
+                source = None
+            if source is not None and source.host.lower() == self.name.host.lower() and source.repository != self.name.repository:
+                params = {"mount": layer.digest, "from": source.repository}
+        response = self.request("POST", self._url("blobs/uploads/"), params=params or None)
+        if response.status_code == 201:
+            emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
+            return
+        if response.status_code >= 400:
+            raise _status_error(response)
+        location = response.headers.get("Docker-Upload-Location") or response.headers.get("Location")
+        if not location:
+            raise RegistryError("registry did not return an upload location")
+        location = urljoin(self._url("blobs/uploads/"), location)
+        emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": 0})
+        part_size = self.upload_part_size or min(max(layer.size // 16, UPLOAD_MIN_PART), UPLOAD_MAX_PART)
+        part_md5s: list[bytes] = []
+        completed = 0
+        last = time.monotonic()
+        path = self.store.blob_path(layer.digest)
+        with open(path, "rb") as handle:
+            offset = 0
+            while offset < layer.size or (layer.size == 0 and not part_md5s):
+                self._check()
+                chunk = handle.read(part_size) if layer.size else b""
+                if layer.size and not chunk:
+                    raise StoreError(f"blob {layer.digest} is shorter than its manifest says")
+                part_md5s.append(hashlib.md5(chunk).digest())  # noqa: S324 - etag, not security
+                end = offset + len(chunk) - 1
+                location = self._upload_part(location, chunk, offset, end)
+                offset += len(chunk)
+                completed = offset
+                now = time.monotonic()
+                if now - last >= PROGRESS_INTERVAL_S or completed == layer.size:
+                    emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": completed})
+                    last = now
+                if layer.size == 0:
+                    break
+        etag = hashlib.md5(b"".join(part_md5s)).hexdigest() + f"-{len(part_md5s)}"  # noqa: S324
+        split = urlsplit(location)
+        query = "&".join(q for q in (split.query, urlencode({"digest": layer.digest, "etag": etag})) if q)
+        finish = urlunsplit((split.scheme, split.netloc, split.path, query, ""))
+        response = self.request("PUT", finish, headers={"Content-Length": "0"})
+        if response.status_code >= 400:
+            raise _status_error(response)
+
+    def _upload_part(self, location: str, chunk: bytes, start: int, end: int) -> str:
+        """PATCH one part; return the URL for the next one."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{end}",
+            "X-Redirect-Uploads": "1",
+        }
+        response = self.request("PATCH", location, headers=headers, content=chunk)
+        if response.status_code == 307:
+            redirect = urljoin(location, response.headers.get("Location", ""))
+            put = self.client.put(redirect, content=chunk, headers={"Content-Type": "application/octet-stream"})
+            if put.status_code >= 400:
+                raise _status_error(put)
+            return location
+        if response.status_code >= 400:
+            raise _status_error(response)
+        next_location = response.headers.get("Docker-Upload-Location") or response.headers.get("Location")
+        return urljoin(location, next_location) if next_location else location
+
+
+def pull_model(store: Store, name: ModelName, emit: Emit, *, insecure: bool = False, cancel: threading.Event | None = None, **kwargs: Any) -> None:
+    """Pull ``name`` into ``store`` (blocking; run it in a worker thread)."""
+    with RegistryClient(store, name, insecure=insecure, cancel=cancel, **kwargs) as client:
+        client.pull(emit)
+
+
+def push_model(store: Store, name: ModelName, emit: Emit, *, insecure: bool = False, cancel: threading.Event | None = None, **kwargs: Any) -> None:
+    """Push ``name`` from ``store`` to its registry (blocking)."""
+    with RegistryClient(store, name, insecure=insecure, cancel=cancel, **kwargs) as client:
+        client.push(emit)
