@@ -64,7 +64,9 @@ class ErrorResponse(msgspec.Struct):
     error: str
 
 
-class ModelDetails(msgspec.Struct, omit_defaults=True):
+class ModelDetails(msgspec.Struct):
+    """Always serialised in full (Go has no omitempty here; ``families`` may be null)."""
+
     parent_model: str = ""
     format: str = ""
     family: str = ""

@@ -45,7 +45,7 @@ class Layer(msgspec.Struct, omit_defaults=True, rename={"media_type": "mediaType
     name: str = ""
 
 
-class Manifest(msgspec.Struct, omit_defaults=True, rename="camel"):
+class Manifest(msgspec.Struct, rename="camel"):
     """Docker schema-2 manifest with Ollama layers."""
 
     schema_version: int = 2

@@ -251,7 +251,7 @@ class RegistryClient:
         response = self.request("GET", self._url(f"manifests/{self.name.tag}"), headers={"Accept": MANIFEST_MEDIA_TYPE})
         if response.status_code >= 400:
             error = _status_error(response)
-            raise RegistryError(f"pull model manifest: {error.message}", error.status_code if error.status_code != 404 else 500)
+            raise RegistryError(f"pull model manifest: {error.message}", error.status_code)
         return response.content
 
     def pull(self, emit: Emit) -> None:
