@@ -1,0 +1,130 @@
+"""Requests and events of the engine, as msgspec Structs.
+
+These are the types that cross the engine <-> runner boundary (msgpack
+frames), so they are array-like, omit defaults and skip the GC: cheap to
+encode per token. Events are a tagged union so one decoder reads them all.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+_WIRE = {"array_like": True, "omit_defaults": True, "gc": False}
+
+
+class SamplingOptions(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+    """Ollama's per-request generation options, with Ollama's defaults."""
+
+    num_predict: int = -1
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    seed: int = -1
+    stop: list[str] = []
+    num_keep: int = 4
+    grammar: str = ""
+    logit_bias: dict[int, float] = {}
+
+
+class GenerateRequest(msgspec.Struct, tag="generate", **_WIRE):  # type: ignore[call-arg]
+    """A completion: a prompt (tokens, or text the engine tokenizes on the
+    submitting thread) plus options. ``shift=False`` ends with "length" at
+    the slot's context end instead of shifting; ``truncate=False`` rejects a
+    prompt longer than the slot's context instead of cutting it."""
+
+    prompt: Union[str, list[int]]
+    options: SamplingOptions = msgspec.field(default_factory=SamplingOptions)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    shift: bool = True
+    truncate: bool = True
+    add_special: bool = True
+
+
+class EmbedRequest(msgspec.Struct, tag="embed", **_WIRE):  # type: ignore[call-arg]
+    """One vector per input. ``normalize`` L2-normalises (/api/embed does,
+    /api/embeddings does not); ``truncate=False`` rejects inputs longer than
+    the context instead of cutting them."""
+
+    inputs: list[Union[str, list[int]]]
+    truncate: bool = True
+    normalize: bool = True
+
+
+Request = Union[GenerateRequest, EmbedRequest]
+
+
+class TopLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+    """One alternative: token id, its bytes (may be half a character) and log-probability."""
+
+    token: int
+    piece: bytes
+    logprob: float
+
+
+class TokenLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+    """The sampled token's log-probability under the raw logits, and the best alternatives."""
+
+    token: int
+    piece: bytes
+    logprob: float
+    top: list[TopLogprob] = []
+
+
+class Chunk(msgspec.Struct, tag="chunk", **_WIRE):  # type: ignore[call-arg]
+    """Newly generated tokens and the text that is safe to show for them
+    (complete characters, nothing that could still become a stop string).
+    ``text`` may be empty while bytes are held back."""
+
+    text: str = ""
+    tokens: list[int] = []
+    logprobs: list[TokenLogprob] = []
+
+
+class Done(msgspec.Struct, tag="done", **_WIRE):  # type: ignore[call-arg]
+    """The final record of a completion; durations are nanoseconds."""
+
+    done_reason: str
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    load_duration: int = 0
+    prompt_eval_duration: int = 0
+    eval_duration: int = 0
+    total_duration: int = 0
+    context: list[int] = []
+    cached_tokens: int = 0
+    truncated: bool = False
+
+
+class Embeddings(msgspec.Struct, tag="embeddings", **_WIRE):  # type: ignore[call-arg]
+    """The final record of an embedding request: one vector per input, in order."""
+
+    embeddings: list[list[float]]
+    prompt_eval_count: int = 0
+    load_duration: int = 0
+    prompt_eval_duration: int = 0
+    total_duration: int = 0
+
+
+class Failure(msgspec.Struct, tag="failure", **_WIRE):  # type: ignore[call-arg]
+    """The request ended without a result. ``kind``: "invalid" (bad request),
+    "context" (no room in the KV cache), "decode" (llama.cpp failed),
+    "cancelled", "closed" (engine shut down)."""
+
+    message: str
+    kind: str = "decode"
+
+
+Event = Union[Chunk, Done, Embeddings, Failure]
+FINAL_EVENTS = (Done, Embeddings, Failure)
