@@ -41,7 +41,10 @@ async def run_job(job: Job) -> AsyncIterator[dict[str, Any]]:
     cancel = threading.Event()
 
     def emit(item: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:
+            cancel.set()  # the event loop is gone: stop the job
 
     def target() -> None:
         try:

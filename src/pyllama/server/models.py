@@ -14,9 +14,9 @@ from pyllama.server.errors import RequestError, error_response
 from pyllama.server.jobs import job_response
 from pyllama.server.schemas import CopyRequest, CreateRequest, ListModel, ListResponse, ModelDetails, ModelRequest
 from pyllama.store.create import create_model, validate_create
-from pyllama.store.errors import InvalidRequest, NotFound
+from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.layout import Store, StoredModel
-from pyllama.store.manifest import DIGEST_RE, decode_config
+from pyllama.store.manifest import DIGEST_RE
 from pyllama.store.model import load_model
 from pyllama.store.names import ModelName, parse_name, parse_name_or_400
 from pyllama.store.registry import pull_model, push_model
@@ -105,8 +105,7 @@ async def blob_upload(digest: str, request: Request[Any, Any, Any], state: State
     writer = store.blob_writer()
     try:
         async for chunk in request.stream():
-            if chunk:
-                await anyio.to_thread.run_sync(writer.write, chunk) if len(chunk) > 1 << 20 else writer.write(chunk)
+            writer.write(chunk)
         await anyio.to_thread.run_sync(writer.commit, digest)
     except BaseException:
         writer.abort()
@@ -118,29 +117,27 @@ async def blob_upload(digest: str, request: Request[Any, Any, Any], state: State
 
 
 def _list_entry(store: Store, stored: StoredModel) -> ListModel:
+    name = stored.name.display_shortest
+    common = {
+        "name": name,
+        "model": name,
+        "modified_at": format_time(stored.mtime),
+        "size": stored.manifest.total_size(),
+        "digest": stored.manifest_digest,
+    }
     try:
         model = load_model(store, stored.name)
-    except Exception:  # noqa: BLE001 - a broken model is listed with what we know
-        config = decode_config(store.read_blob(stored.manifest.config.digest)) if stored.manifest.config and store.has_blob(stored.manifest.config.digest) else None
-        return ListModel(
-            name=stored.name.display_shortest,
-            model=stored.name.display_shortest,
-            modified_at=format_time(stored.mtime),
-            size=stored.manifest.total_size(),
-            digest=stored.manifest_digest,
-            details=ModelDetails(format=config.model_format if config else "", family=config.model_family if config else ""),
-        )
+    except (StoreError, OSError):
+        # A model with a missing or corrupt layer is still listed, so it can be deleted.
+        return ListModel(**common, details=ModelDetails())
     info = model.gguf()
-    d = details(model, info)
+    context = model.config.context_length or (info.arch_key("context_length") if info else 0)
+    embedding = model.config.embedding_length or (info.arch_key("embedding_length") if info else 0)
     return ListModel(
-        name=stored.name.display_shortest,
-        model=stored.name.display_shortest,
-        modified_at=format_time(stored.mtime),
-        size=stored.manifest.total_size(),
-        digest=stored.manifest_digest,
-        details=ModelDetails(**d),
-        context_length=model.config.context_length or (int(info.arch_key("context_length") or 0) if info else 0),
-        embedding_length=model.config.embedding_length or (int(info.arch_key("embedding_length") or 0) if info else 0),
+        **common,
+        details=ModelDetails(**details(model, info)),
+        context_length=context if isinstance(context, int) else 0,
+        embedding_length=embedding if isinstance(embedding, int) else 0,
         capabilities=model.capabilities(info) or None,
     )
 

@@ -111,7 +111,7 @@ def validate_create(
         raise InvalidRequest("neither 'from' or 'files' was specified")
     spec = CreateSpec(name=name, from_=from_)
     if from_ and not DIGEST_RE.match(from_):
-        parse_name_or_400(from_, f'invalid from model name "{from_}"' if from_ else "invalid model name")
+        parse_name_or_400(from_)
     spec.files = _check_files(files)
     spec.adapters = _check_files(adapters)
     if len(spec.adapters) > 1:
@@ -340,7 +340,8 @@ def create_model(
     if system:
         builder.add_data(MEDIA_SYSTEM, system.encode())
     for text in licenses:
-        builder.add_data(MEDIA_LICENSE, text.encode())
+        if text:
+            builder.add_data(MEDIA_LICENSE, text.encode())
     if params:
         builder.add_data(MEDIA_PARAMS, json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode())
     if messages:

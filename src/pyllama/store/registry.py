@@ -262,6 +262,8 @@ class RegistryClient:
             manifest = decode_manifest(raw)
         except ValueError as exc:
             raise RegistryError(f"pull model manifest: {exc}") from None
+        if manifest.config is None:
+            raise RegistryError("pull model manifest: unsupported manifest format (no config)")
         layers = [*manifest.layers, *([manifest.config] if manifest.config else [])]
         downloaded: list[Layer] = []
         for layer in layers:
@@ -505,27 +507,22 @@ class RegistryClient:
         emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": 0})
         part_size = self.upload_part_size or min(max(layer.size // 16, UPLOAD_MIN_PART), UPLOAD_MAX_PART)
         part_md5s: list[bytes] = []
-        completed = 0
         last = time.monotonic()
         path = self.store.blob_path(layer.digest)
         with open(path, "rb") as handle:
             offset = 0
-            while offset < layer.size or (layer.size == 0 and not part_md5s):
+            while offset < layer.size:
                 self._check()
-                chunk = handle.read(part_size) if layer.size else b""
-                if layer.size and not chunk:
+                chunk = handle.read(part_size)
+                if not chunk:
                     raise StoreError(f"blob {layer.digest} is shorter than its manifest says")
                 part_md5s.append(hashlib.md5(chunk).digest())  # noqa: S324 - etag, not security
-                end = offset + len(chunk) - 1
-                location = self._upload_part(location, chunk, offset, end)
+                location = self._upload_part(location, chunk, offset, offset + len(chunk) - 1)
                 offset += len(chunk)
-                completed = offset
                 now = time.monotonic()
-                if now - last >= PROGRESS_INTERVAL_S or completed == layer.size:
-                    emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": completed})
+                if now - last >= PROGRESS_INTERVAL_S or offset == layer.size:
+                    emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": offset})
                     last = now
-                if layer.size == 0:
-                    break
         etag = hashlib.md5(b"".join(part_md5s)).hexdigest() + f"-{len(part_md5s)}"  # noqa: S324
         split = urlsplit(location)
         query = "&".join(q for q in (split.query, urlencode({"digest": layer.digest, "etag": etag})) if q)
