@@ -145,3 +145,37 @@ def test_create_request_from_relative_gguf_and_digest(tmp_path: Path) -> None:
     assert plan.uploads == {}
     with pytest.raises(ModelfileError, match="ADAPTER file not found"):
         to_create_request(parse_modelfile("FROM m\nADAPTER ./missing.gguf\n"), tmp_path)
+
+
+def test_modelfile_through_the_server(tmp_path: Path, model_path: Path) -> None:
+    """Modelfile -> create request -> /api/create -> show --modelfile -> same commands."""
+    import ollama
+
+    from serverutil import start_server
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "smol.gguf").symlink_to(model_path)
+    text = (
+        "FROM ./weights/smol.gguf\n"
+        'TEMPLATE """{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ .Prompt }}"""\n'
+        "SYSTEM You are a pirate.\n"
+        "PARAMETER temperature 0.7\n"
+        "PARAMETER stop <|im_end|>\n"
+        "PARAMETER stop <|im_start|>\n"
+        "LICENSE Apache-2.0\n"
+        'MESSAGE user "Hello\nthere"\n'
+        "MESSAGE assistant Ahoy\n"
+    )
+    plan = to_create_request(parse_modelfile(text), tmp_path)
+    with start_server({"PYLLAMA_MODELS": str(tmp_path / "models")}) as base:
+        client = ollama.Client(host=base)
+        for path in plan.uploads.values():
+            client.create_blob(path)
+        request = dict(plan.request)
+        client.create("pirate", from_=request.pop("from", None), **request)
+        rendered = client.show("pirate").modelfile
+    assert rendered is not None
+    original = parse_modelfile(text).commands
+    again = parse_modelfile(rendered).commands
+    assert again[0].keyword == "from" and again[0].value.endswith(sha256_file(model_path).replace(":", "-"))
+    assert [(c.keyword, c.name, c.value) for c in again[1:]] == [(c.keyword, c.name, c.value) for c in original[1:]]
