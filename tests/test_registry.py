@@ -4,7 +4,11 @@ models and the bearer-token challenge."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ import ollama
 import pytest
 
 from ggufutil import write_tiny_llama
+from pyllama.store.ed25519 import load_openssh_key, public_key, sign
 from pyllama.store.errors import RegistryError
 from pyllama.store.layout import Store
 from pyllama.store.modelfile import sha256_file
@@ -263,10 +268,46 @@ def test_bearer_challenge_flow(tmp_path: Path) -> None:
                 'Bearer realm="https://reg.test/token",service="reg.test",scope="repository:ns/m:pull"'})
         return httpx.Response(200, content=b'{"schemaVersion":2}')
 
-    client = RegistryClient(Store(tmp_path), parse_name("reg.test/ns/m"), transport=httpx.MockTransport(handler))
+    client = RegistryClient(Store(tmp_path), parse_name("reg.test/ns/m"), transport=httpx.MockTransport(handler),
+                            key_path=tmp_path / "no-key")
     assert client.fetch_manifest() == b'{"schemaVersion":2}'
     assert [r.url.path for r in seen] == ["/v2/ns/m/manifests/latest", "/token", "/v2/ns/m/manifests/latest"]
+    assert "Authorization" not in seen[1].headers  # no key: anonymous token request
     assert client.token == "secret-token"
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
+def test_token_request_is_signed_like_ollama(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_file)], check=True)
+    key = load_openssh_key(key_file)
+    public_b64 = (tmp_path / "id_ed25519.pub").read_text().split()[1]
+    seen: dict[str, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            seen["auth"] = request.headers["Authorization"]
+            seen["url"] = str(request.url)
+            return httpx.Response(200, json={"token": "t"})
+        if request.headers.get("Authorization") != "Bearer t":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://reg.test/token",service="s",scope="x"'})
+        return httpx.Response(200, content=b"{}")
+
+    client = RegistryClient(Store(tmp_path), parse_name("reg.test/ns/m"), transport=httpx.MockTransport(handler), key_path=key_file)
+    client.fetch_manifest()
+    public, signature = seen["auth"].split(":")
+    assert public == public_b64
+    body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+    assert base64.b64decode(signature) == key.sign(f"GET,{seen['url']},{body_hash}".encode())
+
+
+def test_ed25519_rfc8032_vectors() -> None:
+    seed = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
+    assert public_key(seed).hex() == "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+    assert sign(seed, bytes([0x72])).hex() == (
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
+    )
 
 
 def test_bearer_realm_must_match_registry_host(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from pyllama.store.ed25519 import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
 from pyllama.store.layout import Store
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
@@ -89,31 +90,21 @@ def _status_error(response: httpx.Response) -> RegistryError:
     return RegistryError(f"{response.status_code}: {body}")
 
 
-def _sign_challenge(data: bytes) -> str | None:
-    """Ollama-style key signature, when an ed25519 key and a signer are available.
+def default_key_path() -> Path:
+    """The signing key: ``PYLLAMA_KEY`` if set, else Ollama's ``~/.ollama/id_ed25519``."""
+    return Path(os.environ.get("PYLLAMA_KEY") or "~/.ollama/id_ed25519").expanduser()
 
-    Uses ``~/.ollama/id_ed25519`` (OpenSSH format) through the optional
-    ``cryptography`` package; without it, token requests are anonymous.
-    """
-    key_path = Path(os.environ.get("PYLLAMA_KEY", "~/.ollama/id_ed25519")).expanduser()
+
+def sign_challenge(data: bytes, key_path: Path) -> str | None:
+    """Ollama's ``<public key>:<base64 signature>`` header value, or None without a key."""
     if not key_path.is_file():
         return None
     try:
-        from cryptography.hazmat.primitives.serialization import (  # type: ignore[import-not-found]
-            Encoding,
-            PublicFormat,
-            load_ssh_private_key,
-        )
-    except ImportError:
-        return None
-    try:
-        key = load_ssh_private_key(key_path.read_bytes(), password=None)
-        signature = key.sign(data)  # type: ignore[call-arg,union-attr]
-        public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1]
-    except Exception as exc:  # noqa: BLE001 - any key problem means "unsigned"
+        key = load_openssh_key(key_path)
+    except (OSError, ValueError) as exc:
         log.warning("cannot sign registry challenge with %s: %s", key_path, exc)
         return None
-    return f"{public.decode()}:{base64.b64encode(signature).decode()}"
+    return f"{key.authorized_key}:{base64.b64encode(key.sign(data)).decode()}"
 
 
 @dataclass
@@ -142,6 +133,7 @@ class RegistryClient:
         retries: int = 6,
         backoff_s: float = 1.0,
         cancel: threading.Event | None = None,
+        key_path: Path | None = None,
     ) -> None:
         if name.scheme == "http" and not insecure:
             raise RegistryError("insecure protocol http", 400)
@@ -155,6 +147,7 @@ class RegistryClient:
         self.backoff_s = backoff_s
         self.cancel = cancel or threading.Event()
         self.token: str | None = None
+        self.key_path = key_path or default_key_path()
         self._token_lock = threading.Lock()
         self.client = httpx.Client(
             transport=transport,
@@ -222,7 +215,7 @@ class RegistryClient:
         token_url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined_query, ""))
         headers: dict[str, str] = {}
         body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
-        signature = _sign_challenge(f"GET,{token_url},{body_hash}".encode())
+        signature = sign_challenge(f"GET,{token_url},{body_hash}".encode(), self.key_path)
         if signature:
             headers["Authorization"] = signature
         with self._token_lock:
