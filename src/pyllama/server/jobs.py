@@ -74,21 +74,33 @@ async def run_job(job: Job) -> AsyncIterator[dict[str, Any]]:
         cancel.set()
 
 
-async def _ndjson(job: Job) -> AsyncIterator[bytes]:
+async def _ndjson(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    yield msgspec.json.encode(first) + b"\n"
     try:
-        async for item in run_job(job):
+        async for item in rest:
             yield msgspec.json.encode(item) + b"\n"
     except JobError as exc:
         yield msgspec.json.encode({"error": str(exc)}) + b"\n"
 
 
 async def job_response(job: Job, stream: bool) -> Response[Any]:
-    """NDJSON progress stream, or (``stream: false``) the last status / the error."""
-    if stream:
-        return Stream(_ndjson(job), media_type="application/x-ndjson")
-    last: dict[str, Any] = {}
+    """NDJSON progress stream, or (``stream: false``) the last status / the error.
+
+    A job that fails before reporting anything gets a real status code and a
+    JSON error body; once lines have been sent, an error is the last line.
+    """
+    items = run_job(job)
     try:
-        async for item in run_job(job):
+        first = await items.__anext__()
+    except StopAsyncIteration:
+        first = {}
+    except JobError as exc:
+        return error_response(str(exc), exc.status_code)
+    if stream:
+        return Stream(_ndjson(first, items), media_type="application/x-ndjson")
+    last = first
+    try:
+        async for item in items:
             last = item
     except JobError as exc:
         return error_response(str(exc), exc.status_code)

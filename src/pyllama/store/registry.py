@@ -43,6 +43,7 @@ Emit = Callable[[dict[str, Any]], None]
 MIN_PART_SIZE = 100 * 1000 * 1000
 MAX_PART_SIZE = 1000 * 1000 * 1000
 MAX_PARTS_IN_FLIGHT = 16
+MAX_LAYERS_IN_FLIGHT = 4
 UPLOAD_MIN_PART = 100 * 1000 * 1000
 UPLOAD_MAX_PART = 1000 * 1000 * 1000
 STALL_TIMEOUT_S = 30.0
@@ -146,6 +147,7 @@ class RegistryClient:
         self.retries = retries
         self.backoff_s = backoff_s
         self.cancel = cancel or threading.Event()
+        self._abort = threading.Event()  # set when one layer of a pull fails
         self.token: str | None = None
         self.key_path = key_path or default_key_path()
         self._token_lock = threading.Lock()
@@ -235,7 +237,7 @@ class RegistryClient:
             self.token = token
 
     def _check(self) -> None:
-        if self.cancel.is_set():
+        if self.cancel.is_set() or self._abort.is_set():
             raise Canceled()
 
     # -- pull ----------------------------------------------------------
@@ -257,12 +259,20 @@ class RegistryClient:
             raise RegistryError(f"pull model manifest: {exc}") from None
         if manifest.config is None:
             raise RegistryError("pull model manifest: unsupported manifest format (no config)")
-        layers = [*manifest.layers, *([manifest.config] if manifest.config else [])]
-        downloaded: list[Layer] = []
-        for layer in layers:
-            self._check()
-            if self._pull_layer(layer, emit):
-                downloaded.append(layer)
+        layers = [*manifest.layers, manifest.config]
+        # Layers download side by side (each in parts); the first failure stops the rest.
+        with ThreadPoolExecutor(max_workers=min(MAX_LAYERS_IN_FLIGHT, len(layers))) as pool:
+            futures = [pool.submit(self._pull_layer, layer, emit) for layer in layers]
+            errors: list[BaseException] = []
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+                    self._abort.set()
+        if errors:
+            # Report the failure itself, not the siblings it stopped.
+            raise next((e for e in errors if not isinstance(e, Canceled)), errors[0])
         emit({"status": "verifying sha256 digest"})
         emit({"status": "writing manifest"})
         with self.store.locked():
@@ -272,15 +282,15 @@ class RegistryClient:
                 self.store.prune_digests(orphaned)
         emit({"status": "success"})
 
-    def _pull_layer(self, layer: Layer, emit: Emit) -> bool:
-        """Make one blob present and verified; True if it had to be downloaded."""
+    def _pull_layer(self, layer: Layer, emit: Emit) -> None:
+        """Make one blob present and verified."""
         status = f"pulling {short_hex(layer.digest)}"
         with _blob_lock(layer.digest):
+            self._check()
             if self.store.has_blob(layer.digest):
                 emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
-                return False
+                return
             self._download(layer, emit, status)
-            return True
 
     def _part_paths(self, layer: Layer) -> tuple[Path, Path]:
         final = self.store.blob_path(layer.digest)
