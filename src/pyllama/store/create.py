@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import posixpath
 import threading
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
-from pyllama.store.fsutil import temp_path
+from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
 from pyllama.store.gotemplate import check_go_template
 from pyllama.store.layout import Store
@@ -216,7 +215,7 @@ def _quantize(store: Store, layer: Layer, info: GGUFInfo, quant: str, emit: Emit
             raise StoreError("request canceled", 499)
         _status(emit, status, digest="0000000000000000000", total=total, completed=total)
         _status(emit, "verifying conversion")
-        writer_digest = _hash_file(target)
+        writer_digest = sha256_file(target)
         size = target.stat().st_size
         store.link_blob(target, writer_digest)
     finally:
@@ -227,16 +226,6 @@ def _quantize(store: Store, layer: Layer, info: GGUFInfo, quant: str, emit: Emit
     except GGUFError as exc:
         raise StoreError(f"quantization produced an unreadable file: {exc}") from None
     return new_layer, new_info
-
-
-def _hash_file(path: os.PathLike[str]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def create_model(

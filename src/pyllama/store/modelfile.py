@@ -9,13 +9,13 @@ older always-quoted form.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyllama.store.fsutil import sha256_file
 from pyllama.store.manifest import DIGEST_RE, normalize_digest
 from pyllama.store.options import DEPRECATED_PARAMETERS, parse_parameter_text
 
@@ -158,14 +158,6 @@ def parse_modelfile(text: str) -> Modelfile:
     return Modelfile(commands)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
-
-
 def _expand(value: str, base_dir: Path) -> Path:
     path = Path(value).expanduser()
     if not path.is_absolute():
@@ -260,3 +252,6 @@ def to_create_request(modelfile: Modelfile, base_dir: Path | str) -> CreatePlan:
     if messages:
         request["messages"] = messages
     return CreatePlan(request, uploads)
+
+
+__all__ = ["CreatePlan", "Modelfile", "ModelfileError", "parse_modelfile", "quote", "sha256_file", "to_create_request"]

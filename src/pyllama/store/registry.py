@@ -32,6 +32,7 @@ import httpx
 
 from pyllama.store.ed25519 import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
+from pyllama.store.fsutil import sha256_file
 from pyllama.store.layout import Store
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
 from pyllama.store.names import ModelName, parse_name
@@ -440,11 +441,7 @@ class RegistryClient:
                     raise Canceled() from None
 
     def _verify_and_link(self, layer: Layer, data_path: Path, n_parts: int) -> None:
-        digest = hashlib.sha256()
-        with open(data_path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        got = "sha256:" + digest.hexdigest()
+        got = sha256_file(data_path)
         states = [data_path.with_name(f"{data_path.name}-{n}") for n in range(n_parts)]
         if got != layer.digest.lower():
             data_path.unlink(missing_ok=True)
