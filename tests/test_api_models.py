@@ -259,6 +259,7 @@ def test_copy_and_delete_prune(client: ollama.Client, module_server: str, module
         ({"model": "x", "from": "smol", "parameters": {"top_k": "x"}}, 400, 'option "top_k" must be of type integer'),
         ({"model": "x", "from": "smol", "quantize": "q9_z"}, 400, "unsupported quantization type q9_z - supported types are"),
         ({"model": "x", "from": "smol", "stream": "yes"}, 400, "Expected `bool | null`, got `str` - at `$.stream`"),
+        ({"model": "x", "from": "smol", "requires": "soon"}, 400, "requires must be a valid semver (e.g. 0.14.0)"),
     ],
 )
 def test_create_errors(module_server: str, smol: str, body: dict[str, Any], status: int, error: str) -> None:

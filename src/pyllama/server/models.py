@@ -17,7 +17,7 @@ from pyllama.store.create import create_model, validate_create
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.layout import Store, StoredModel
 from pyllama.store.manifest import DIGEST_RE
-from pyllama.store.model import load_model
+from pyllama.store.model import find_model, load_model
 from pyllama.store.names import ModelName, parse_name, parse_name_or_400
 from pyllama.store.registry import pull_model, push_model
 from pyllama.store.show import details, format_time, show_response
@@ -39,14 +39,6 @@ async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
 def get_store(state: State) -> Store:
     store: Store = state.store
     return store
-
-
-def _resolve_existing(store: Store, raw: str) -> ModelName:
-    """Parse a model reference from a request; 400 if invalid, 404 if absent."""
-    name = parse_name_or_400(raw)
-    if not store.exists(name):
-        raise NotFound(f"model '{raw}' not found")
-    return store.resolve(name)
 
 
 # -- create & blobs ------------------------------------------------------
@@ -160,10 +152,8 @@ async def show(request: Request[Any, Any, Any], state: State) -> Response[bytes]
     body = await decode_body(request, ModelRequest)
     if not body.target:
         raise InvalidRequest("model is required")
-    name = _resolve_existing(store, body.target)
-
     def build() -> dict[str, Any]:
-        model = load_model(store, name)
+        model = find_model(store, body.target)
         result = show_response(model, verbose=body.verbose)
         if body.system:
             result["system"] = body.system

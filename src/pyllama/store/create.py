@@ -42,6 +42,7 @@ from pyllama.store.manifest import (
     normalize_digest,
 )
 from pyllama.store.model import load_model
+from pyllama.store.modelfile import SEMVER_RE
 from pyllama.store.names import ModelName, parse_name_or_400
 from pyllama.store.options import validate_parameters
 from pyllama.store.quantize import QUANTIZABLE_FROM, canonical_quant_type, quantize_file
@@ -139,6 +140,8 @@ def validate_create(
         spec.quantize = canonical_quant_type(quantize)
     spec.renderer = renderer or ""
     spec.parser = parser or ""
+    if requires and not SEMVER_RE.match(requires):
+        raise InvalidRequest("requires must be a valid semver (e.g. 0.14.0)")
     spec.requires = (requires or "").removeprefix("v")
     return spec
 

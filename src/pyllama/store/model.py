@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pyllama.store.capabilities import compute_capabilities
-from pyllama.store.errors import StoreError
+from pyllama.store.errors import NotFound, StoreError
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 from pyllama.store.layout import Store, StoredModel
 from pyllama.store.manifest import (
@@ -30,7 +30,7 @@ from pyllama.store.manifest import (
     ModelConfig,
     decode_config,
 )
-from pyllama.store.names import ModelName
+from pyllama.store.names import ModelName, parse_name_or_400
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +130,15 @@ def load_model(store: Store, name: ModelName) -> LocalModel:
     except json.JSONDecodeError as exc:
         raise StoreError(f"model '{name.display_shortest}' has a corrupt layer: {exc}") from None
     return model
+
+
+def find_model(store: Store, raw: str) -> LocalModel:
+    """Look up a model named in a request, with Ollama's errors.
+
+    Invalid name: 400 ``invalid model name``; no such model: 404
+    ``model '<raw>' not found`` (the name as the client wrote it).
+    """
+    name = parse_name_or_400(raw)
+    if not store.exists(name):
+        raise NotFound(f"model '{raw}' not found")
+    return load_model(store, store.resolve(name))

@@ -40,7 +40,7 @@ INVALID_COMMAND = (
 )
 INVALID_ROLE = 'message role must be one of "system", "user", or "assistant"'
 MESSAGE_ROLES = ("system", "user", "assistant")
-_SEMVER_RE = re.compile(r"^v?(0|[1-9]\d*)(\.(0|[1-9]\d*)(\.(0|[1-9]\d*))?)?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+SEMVER_RE = re.compile(r"^v?(0|[1-9]\d*)(\.(0|[1-9]\d*)(\.(0|[1-9]\d*))?)?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
 class ModelfileError(ValueError):
@@ -228,7 +228,7 @@ def to_create_request(modelfile: Modelfile, base_dir: Path | str) -> CreatePlan:
         elif cmd.keyword == "license":
             licenses.append(cmd.value)
         elif cmd.keyword == "requires":
-            if not _SEMVER_RE.match(cmd.value):
+            if not SEMVER_RE.match(cmd.value):
                 raise ModelfileError("requires must be a valid semver (e.g. 0.14.0)", cmd.line)
             request["requires"] = cmd.value.removeprefix("v")
         elif cmd.keyword == "message":
