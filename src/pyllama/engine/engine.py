@@ -60,12 +60,17 @@ class Engine:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         if embeddings:
+            # One micro-batch per batch and one KV stream: with a stream per
+            # sequence llama.cpp splits a batch into equal-length pieces per
+            # sequence and pools each piece separately, so a sequence longer
+            # than its batch-mates would get the mean of its last piece only.
             n_ubatch = n_batch
             pooling = pooling or _default_pooling(self.model)
         self.ctx = _native.Context(
             self.model, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch or min(n_batch, 512),
             n_seq_max=n_parallel, n_threads=n_threads, n_threads_batch=n_threads_batch,
-            embeddings=embeddings, pooling=pooling, flash_attn=flash_attn, type_k=type_k, type_v=type_v)
+            embeddings=embeddings, pooling=pooling, flash_attn=flash_attn, type_k=type_k, type_v=type_v,
+            kv_unified=embeddings)
         self.load_duration = time.perf_counter_ns() - t0
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
