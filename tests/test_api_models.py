@@ -417,3 +417,31 @@ def test_store_resolve_uses_existing_case(models_dir: Path) -> None:
     store = Store(models_dir)
     (models_dir / "manifests/registry.ollama.ai/library/MiXed").mkdir(parents=True)
     assert store.resolve(parse_name("mixed:latest")).model == "MiXed"
+
+
+def test_create_rejects_non_gguf_and_broken_gguf(server: str, tmp_path: Path) -> None:
+    client = ollama.Client(host=server)
+    (tmp_path / "model.safetensors").write_bytes(b'{"__metadata__":{}}' + b"\x00" * 64)
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 32)
+    st = client.create_blob(tmp_path / "model.safetensors")
+    broken = client.create_blob(tmp_path / "broken.gguf")
+    r = post(server, "/api/create", {"model": "st", "files": {"model.safetensors": st}, "stream": False})
+    assert r.status_code == 400
+    assert r.json() == {"error": "model.safetensors: unsupported file format (only GGUF files are supported)"}
+    r = post(server, "/api/create", {"model": "br", "files": {"broken.gguf": broken}, "stream": False})
+    assert r.status_code == 400 and r.json()["error"].startswith("broken.gguf: ")
+    assert client.list().models == []
+
+
+def test_create_with_projector(server: str, tmp_path: Path) -> None:
+    client = ollama.Client(host=server)
+    weights = client.create_blob(write_tiny_llama(tmp_path / "w.gguf", seed=4))
+    projector = client.create_blob(write_tiny_llama(tmp_path / "mmproj.gguf", arch="clip", seed=5))
+    client.create("seeing", files={"model.gguf": weights, "mmproj.gguf": projector})
+    shown = post(server, "/api/show", {"model": "seeing"}).json()
+    assert shown["capabilities"] == ["completion", "vision"]
+    assert shown["details"]["families"] == ["llama", "clip"]
+    assert shown["projector_info"]["general.architecture"] == "clip"
+    lines = shown["modelfile"].splitlines()
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert [f.rsplit("-", 1)[1] for f in froms] == [weights.split(":")[1], projector.split(":")[1]]
