@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -34,7 +34,7 @@ class JobError(Exception):
         self.status_code = status_code
 
 
-async def run_job(job: Job) -> AsyncIterator[dict[str, Any]]:
+async def run_job(job: Job) -> AsyncGenerator[dict[str, Any], None]:
     """Yield the job's progress dicts; raise JobError if it fails."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -74,13 +74,15 @@ async def run_job(job: Job) -> AsyncIterator[dict[str, Any]]:
         cancel.set()
 
 
-async def _ndjson(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    yield msgspec.json.encode(first) + b"\n"
+async def _ndjson(first: dict[str, Any], rest: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[bytes]:
     try:
+        yield msgspec.json.encode(first) + b"\n"
         async for item in rest:
             yield msgspec.json.encode(item) + b"\n"
     except JobError as exc:
         yield msgspec.json.encode({"error": str(exc)}) + b"\n"
+    finally:
+        await rest.aclose()  # client gone: cancel the job now, not at garbage collection
 
 
 async def job_response(job: Job, stream: bool) -> Response[Any]:
