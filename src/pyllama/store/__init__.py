@@ -4,7 +4,7 @@ model creation and the registry client."""
 from pyllama.store.capabilities import compute_capabilities
 from pyllama.store.errors import InvalidRequest, NotFound, RegistryError, StoreError
 from pyllama.store.layout import Store, StoredModel
-from pyllama.store.model import LocalModel, load_model
+from pyllama.store.model import LocalModel, find_model, load_model
 from pyllama.store.names import ModelName, parse_name
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "StoredModel",
     "StoreError",
     "compute_capabilities",
+    "find_model",
     "load_model",
     "parse_name",
 ]

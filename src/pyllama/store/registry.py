@@ -244,7 +244,10 @@ class RegistryClient:
     # -- pull ----------------------------------------------------------
 
     def fetch_manifest(self) -> bytes:
-        response = self.request("GET", self._url(f"manifests/{self.name.tag}"), headers={"Accept": MANIFEST_MEDIA_TYPE})
+        try:
+            response = self.request("GET", self._url(f"manifests/{self.name.tag}"), headers={"Accept": MANIFEST_MEDIA_TYPE})
+        except RegistryError as exc:
+            raise RegistryError(f"pull model manifest: {exc.message}", exc.status_code) from None
         if response.status_code >= 400:
             error = _status_error(response)
             raise RegistryError(f"pull model manifest: {error.message}", error.status_code)
