@@ -32,7 +32,7 @@ import httpx
 
 from pyllama.store.ed25519 import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
-from pyllama.store.fsutil import sha256_file
+from pyllama.store.fsutil import TEMP_PREFIX, sha256_file
 from pyllama.store.layout import Store
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
 from pyllama.store.names import ModelName, parse_name
@@ -384,7 +384,7 @@ class RegistryClient:
 
     def _save_part(self, data_path: Path, part: _Part) -> None:
         state = data_path.with_name(f"{data_path.name}-{part.n}")
-        tmp = state.with_name(state.name + ".tmp")
+        tmp = state.with_name(f"{TEMP_PREFIX}{state.name}")  # startup prune removes strays
         tmp.write_bytes(part.to_json())
         os.replace(tmp, state)
 
