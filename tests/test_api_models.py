@@ -445,3 +445,14 @@ def test_create_with_projector(server: str, tmp_path: Path) -> None:
     lines = shown["modelfile"].splitlines()
     froms = [line for line in lines if line.startswith("FROM ")]
     assert [f.rsplit("-", 1)[1] for f in froms] == [weights.split(":")[1], projector.split(":")[1]]
+
+
+def test_adapter_gguf_in_files_becomes_an_adapter_layer(server: str, models_dir: Path, tmp_path: Path) -> None:
+    client = ollama.Client(host=server)
+    base = client.create_blob(write_tiny_llama(tmp_path / "base.gguf", seed=11))
+    client.create("base", files={"model.gguf": base})
+    lora = client.create_blob(write_tiny_llama(tmp_path / "lora.gguf", extra_kv={"general.type": "adapter"}, seed=12))
+    client.create("tuned", from_="base", files={"lora.gguf": lora})
+    modelfile = client.show("tuned").modelfile or ""
+    blobs = models_dir / "blobs"
+    assert f"\nFROM {blobs / base.replace(':', '-')}\nADAPTER {blobs / lora.replace(':', '-')}\n" in modelfile

@@ -276,6 +276,8 @@ def create_model(
             is_projector = info.architecture in _PROJECTOR_ARCHES or any(k.startswith("clip.") for k in info.kv)
             if is_projector:
                 new_weights.append(Layer(MEDIA_PROJECTOR, digest, size))
+            elif info.kv.get("general.type") == "adapter":
+                new_weights.append(Layer(MEDIA_ADAPTER, digest, size))
             else:
                 if any(layer.media_type == MEDIA_MODEL for layer in new_weights):
                     raise InvalidRequest("more than one model file given; only one GGUF model is supported")
@@ -284,7 +286,8 @@ def create_model(
         has_model = any(layer.media_type == MEDIA_MODEL for layer in new_weights)
         if not has_model and not any(layer.media_type == MEDIA_MODEL for layer in weights):
             raise InvalidRequest("no model weights found in 'files'")
-        replaced = (MEDIA_MODEL, MEDIA_PROJECTOR) if has_model else (MEDIA_PROJECTOR,)
+        # Each kind of weights given in files replaces that kind inherited from 'from'.
+        replaced = {layer.media_type for layer in new_weights}
         weights = new_weights + [layer for layer in weights if layer.media_type not in replaced]
         if model_info is not None:
             config = _config_from_gguf(model_info, config)
