@@ -81,10 +81,13 @@ def test_long_prompt_does_not_stall_running_streams(engine_model: _native.Model,
         for t in threads:
             t.join()
         assert first is not None
-        # The prompt needs ceil(n_long / 254) steps; each also carried one token per stream.
+        # The prompt takes ceil(n_long / 254) = 6 steps and every step also
+        # carries one token per stream. Stalling (the whole prompt in one
+        # decode) would leave them at most one token in this window; allow
+        # the consumer threads to see the last couple of tokens late.
         for log in logs:
             during = sum(n for at, n in log if submitted <= at <= first)
-            assert during >= n_long // 256, (during, n_long)
+            assert during >= n_long // 256 - 2, (during, n_long)
 
 
 def test_second_request_evaluates_only_the_new_tokens(engine2: Engine) -> None:

@@ -80,4 +80,4 @@ def finish_vector(vec: npt.NDArray[np.float32], normalize: bool) -> list[float]:
         norm = math.sqrt(float(np.dot(out, out)))
         if norm > 0.0:
             out = out / norm
-    return out.tolist()
+    return [float(x) for x in out]

@@ -128,7 +128,7 @@ class Engine:
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         """Tokens as the engine sees a text prompt (special tokens parsed,
         so rendered chat templates work)."""
-        return self.model.tokenize(text, add_special=add_special, parse_special=True).tolist()
+        return [int(t) for t in self.model.tokenize(text, add_special=add_special, parse_special=True)]
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.model.detokenize(list(tokens), unparse_special=True)

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from pyllama.engine.jobs import GenerateJob
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+Tokens = Union[Sequence[int], npt.NDArray[np.int32]]
+
+
+def common_prefix(a: Tokens, b: Tokens) -> int:
     """Length of the longest common prefix of two token lists."""
     n = min(len(a), len(b))
     if n == 0:
@@ -44,7 +48,7 @@ class Slot:
         return self.job is None
 
 
-def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] | None:
+def choose_slot(slots: Sequence[Slot], prompt: Tokens) -> tuple[Slot, int] | None:
     """The idle slot whose cache shares the longest prefix with ``prompt``
     (ties: least recently used), and that prefix's length; None if all busy."""
     best: tuple[Slot, int] | None = None

@@ -11,10 +11,7 @@ from typing import Union
 
 import msgspec
 
-_WIRE = {"array_like": True, "omit_defaults": True, "gc": False}
-
-
-class SamplingOptions(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     """Ollama's per-request generation options, with Ollama's defaults."""
 
     num_predict: int = -1
@@ -37,7 +34,7 @@ class SamplingOptions(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
     logit_bias: dict[int, float] = {}
 
 
-class GenerateRequest(msgspec.Struct, tag="generate", **_WIRE):  # type: ignore[call-arg]
+class GenerateRequest(msgspec.Struct, tag="generate", array_like=True, omit_defaults=True, gc=False):
     """A completion: a prompt (tokens, or text the engine tokenizes on the
     submitting thread) plus options. ``shift=False`` ends with "length" at
     the slot's context end instead of shifting; ``truncate=False`` rejects a
@@ -52,7 +49,7 @@ class GenerateRequest(msgspec.Struct, tag="generate", **_WIRE):  # type: ignore[
     add_special: bool = True
 
 
-class EmbedRequest(msgspec.Struct, tag="embed", **_WIRE):  # type: ignore[call-arg]
+class EmbedRequest(msgspec.Struct, tag="embed", array_like=True, omit_defaults=True, gc=False):
     """One vector per input. ``normalize`` L2-normalises (/api/embed does,
     /api/embeddings does not); ``truncate=False`` rejects inputs longer than
     the context instead of cutting them."""
@@ -65,7 +62,7 @@ class EmbedRequest(msgspec.Struct, tag="embed", **_WIRE):  # type: ignore[call-a
 Request = Union[GenerateRequest, EmbedRequest]
 
 
-class TopLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+class TopLogprob(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     """One alternative: token id, its bytes (may be half a character) and log-probability."""
 
     token: int
@@ -73,7 +70,7 @@ class TopLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
     logprob: float
 
 
-class TokenLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
+class TokenLogprob(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     """The sampled token's log-probability under the raw logits, and the best alternatives."""
 
     token: int
@@ -82,7 +79,7 @@ class TokenLogprob(msgspec.Struct, **_WIRE):  # type: ignore[call-arg]
     top: list[TopLogprob] = []
 
 
-class Chunk(msgspec.Struct, tag="chunk", **_WIRE):  # type: ignore[call-arg]
+class Chunk(msgspec.Struct, tag="chunk", array_like=True, omit_defaults=True, gc=False):
     """Newly generated tokens and the text that is safe to show for them
     (complete characters, nothing that could still become a stop string).
     ``text`` may be empty while bytes are held back."""
@@ -92,7 +89,7 @@ class Chunk(msgspec.Struct, tag="chunk", **_WIRE):  # type: ignore[call-arg]
     logprobs: list[TokenLogprob] = []
 
 
-class Done(msgspec.Struct, tag="done", **_WIRE):  # type: ignore[call-arg]
+class Done(msgspec.Struct, tag="done", array_like=True, omit_defaults=True, gc=False):
     """The final record of a completion; durations are nanoseconds."""
 
     done_reason: str
@@ -107,7 +104,7 @@ class Done(msgspec.Struct, tag="done", **_WIRE):  # type: ignore[call-arg]
     truncated: bool = False
 
 
-class Embeddings(msgspec.Struct, tag="embeddings", **_WIRE):  # type: ignore[call-arg]
+class Embeddings(msgspec.Struct, tag="embeddings", array_like=True, omit_defaults=True, gc=False):
     """The final record of an embedding request: one vector per input, in order."""
 
     embeddings: list[list[float]]
@@ -117,10 +114,11 @@ class Embeddings(msgspec.Struct, tag="embeddings", **_WIRE):  # type: ignore[cal
     total_duration: int = 0
 
 
-class Failure(msgspec.Struct, tag="failure", **_WIRE):  # type: ignore[call-arg]
-    """The request ended without a result. ``kind``: "invalid" (bad request),
-    "context" (no room in the KV cache), "decode" (llama.cpp failed),
-    "cancelled", "closed" (engine shut down)."""
+class Failure(msgspec.Struct, tag="failure", array_like=True, omit_defaults=True, gc=False):
+    """The request ended without a result. ``kind``: "context" (no room in
+    the KV cache), "decode" (llama.cpp or the loop failed), "cancelled",
+    "closed" (engine shut down). Bad requests never get this far: ``submit``
+    raises InvalidRequestError."""
 
     message: str
     kind: str = "decode"
