@@ -58,7 +58,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def start_server(env: Mapping[str, str] | None = None, port: int | None = None) -> Iterator[str]:
     """Run pyllama's app in a subprocess; yield its base URL (``http://127.0.0.1:N``)."""
     port = port or free_port()
-    full_env = dict(os.environ)
+    # Start from a clean slate: inherited PYLLAMA_*/OLLAMA_* settings would leak into tests.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), full_env.get("PYTHONPATH", "")) if p)
     full_env.update(env or {})
     full_env.setdefault("PYLLAMA_HOST", f"127.0.0.1:{port}")
