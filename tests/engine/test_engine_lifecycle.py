@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -151,3 +152,14 @@ def test_close_ends_pending_requests(engine_model: _native.Model, eog_ban: dict[
         assert isinstance(final, Failure) and final.kind == "closed"
     with pytest.raises(EngineClosedError):
         engine.submit("hi")
+
+
+def test_dropped_engine_stops_its_thread(engine_model: _native.Model) -> None:
+    engine = Engine(engine_model, n_ctx=256, n_parallel=1, n_threads=1).start()
+    assert engine.generate("Hi", greedy(num_predict=1)).done.eval_count == 1
+    thread = engine._thread
+    assert thread is not None
+    del engine
+    gc.collect()
+    thread.join(30)
+    assert not thread.is_alive()

@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,6 +104,8 @@ class Engine:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop.run, name="pyllama-engine", daemon=True)
                 self._thread.start()
+                # An engine dropped without close() still stops its thread.
+                weakref.finalize(self, self._loop.stop)
         return self
 
     def close(self, timeout: float | None = None) -> None:

@@ -15,7 +15,7 @@ import logging
 import queue
 import time
 from collections import deque
-from typing import Union
+from typing import TypeVar, Union
 
 from pyllama import _native
 from pyllama.engine.embedding import finish_vector, pack_inputs
@@ -28,7 +28,16 @@ from pyllama.engine.types import Chunk, Done, Embeddings, Failure
 log = logging.getLogger(__name__)
 
 Job = Union[GenerateJob, EmbedJob]
+J = TypeVar("J", GenerateJob, EmbedJob)
 _STOP = object()
+
+
+def _drop_cancelled(jobs: deque[J]) -> None:
+    """Remove queued jobs whose caller cancelled, telling each why."""
+    if any(job.handle.cancelled for job in jobs):
+        for job in [j for j in jobs if j.handle.cancelled]:
+            jobs.remove(job)
+            job.handle.put(Failure("the request was cancelled", "cancelled"))
 
 
 class EngineLoop:
@@ -119,11 +128,8 @@ class EngineLoop:
             if slot.job is not None and slot.job.handle.cancelled:
                 slot.job.handle.put(Failure("the request was cancelled", "cancelled"))
                 self._release(slot)
-        for jobs in (self.waiting, self.embed_jobs):
-            if any(job.handle.cancelled for job in jobs):
-                for job in [j for j in jobs if j.handle.cancelled]:
-                    jobs.remove(job)  # type: ignore[arg-type]
-                    job.handle.put(Failure("the request was cancelled", "cancelled"))
+        _drop_cancelled(self.waiting)
+        _drop_cancelled(self.embed_jobs)
 
     def _admit(self) -> None:
         """Waiting requests, in order, onto idle slots (best cached prefix)."""
