@@ -88,16 +88,25 @@ def test_truncated_upload_leaves_nothing(module_server: str, module_models_dir: 
     payload = b"x" * 100_000
     digest = "sha256:" + hashlib.sha256(payload).hexdigest()
     port = int(module_server.rsplit(":", 1)[1])
+    blobs = module_models_dir / "blobs"
+
+    def uploads() -> list[Path]:
+        return [p for p in blobs.iterdir() if p.name.startswith(".tmp-upload-")] if blobs.is_dir() else []
+
     with socket.create_connection(("127.0.0.1", port)) as sock:
         head = (f"POST /api/blobs/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Length: {len(payload)}\r\nContent-Type: application/octet-stream\r\n\r\n")
         sock.sendall(head.encode() + payload[:40_000])
-    blobs = module_models_dir / "blobs"
-    for _ in range(200):  # wait for the server to notice the disconnect
-        if not [p for p in blobs.iterdir() if p.name.startswith(".tmp-upload-")]:
+        for _ in range(400):  # the server has started writing the upload
+            if uploads():
+                break
+            time.sleep(0.05)
+        assert uploads()
+    for _ in range(400):  # ...and drops it once the client is gone
+        if not uploads():
             break
         time.sleep(0.05)
-    assert not [p for p in blobs.iterdir() if p.name.startswith(".tmp-upload-")]
+    assert not uploads()
     assert httpx.head(f"{module_server}/api/blobs/{digest}").status_code == 404
 
 
@@ -220,7 +229,7 @@ def test_case_insensitive_create_overwrites(client: ollama.Client, smol_digest: 
     assert not [m for m in client.list().models if m.model and m.model.lower() == "casemodel:tag1"]
 
 
-def test_copy_and_delete_prune(client: ollama.Client, module_server: str, module_models_dir: Path, smol_digest: str) -> None:
+def test_copy_and_delete_prune(client: ollama.Client, module_server: str, module_models_dir: Path, smol: str, smol_digest: str) -> None:
     unique = b"a unique license text for the prune test"
     client.create("prune-a", files={"model.gguf": smol_digest}, license=unique.decode())
     license_blob = module_models_dir / "blobs" / ("sha256-" + hashlib.sha256(unique).hexdigest())
