@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from pyllama.store.layout import Store
 from pyllama.store.modelfile import sha256_file
 from pyllama.store.names import parse_name
 from pyllama.store.registry import RegistryClient, pull_model, push_model
-from serverutil import start_server
+from serverutil import SRC_DIR, start_server
 
 
 def statuses(progress: list[Any]) -> list[str]:
@@ -323,3 +324,24 @@ def test_bearer_realm_must_match_registry_host(tmp_path: Path) -> None:
 def test_insecure_scheme_requires_flag(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="insecure protocol http"):
         RegistryClient(Store(tmp_path), parse_name("http://reg.test/ns/m"))
+
+
+def test_two_processes_pulling_the_same_model(pushed_tiny: tuple[str, Store], tmp_path: Path) -> None:
+    name, source = pushed_tiny
+    root = tmp_path / "shared"
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(SRC_DIR)!r})\n"
+        "from pyllama.store.layout import Store\n"
+        "from pyllama.store.names import parse_name\n"
+        "from pyllama.store.registry import pull_model\n"
+        f"pull_model(Store({str(root)!r}), parse_name({name!r}), lambda _: None, insecure=True, min_part_size=64 * 1024)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(3)]
+    results = [(p.wait(120), p.stderr.read().decode() if p.stderr else "") for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    store = Store(root)
+    model = store.get(parse_name(name))
+    assert model.raw == source.get(parse_name(name)).raw
+    assert all(sha256_file(store.blob_path(d)) == d for d in model.manifest.digests())
+    assert not list(store.blobs_dir.glob("*-partial*"))

@@ -61,3 +61,34 @@ def store_lock(root: Path) -> _StoreLock:
         if lock is None:
             lock = _locks[key] = _StoreLock(Path(key))
         return lock
+
+
+PULL_LOCK_FILE = ".pyllama.pull.lock"
+_range_fds: dict[str, int] = {}
+
+
+@contextmanager
+def blob_download_lock(root: Path, digest: str) -> Iterator[None]:
+    """Keep two processes from downloading the same blob into the same ``-partial`` file.
+
+    A POSIX byte-range lock on ``.pyllama.pull.lock`` at an offset taken from
+    the digest: no per-blob lock files to clean up.  The file stays open for
+    the life of the process, because closing any descriptor of a file drops
+    all of the process's record locks on it.  Threads of one process do not
+    exclude each other here; callers pair this with an in-process lock.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    key = os.path.realpath(root)
+    with _registry_guard:
+        fd = _range_fds.get(key)
+        if fd is None:
+            root.mkdir(parents=True, exist_ok=True)
+            fd = _range_fds[key] = os.open(Path(key) / PULL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    offset = int(digest.split(":", 1)[-1][:8], 16)
+    fcntl.lockf(fd, fcntl.LOCK_EX, 1, offset)
+    try:
+        yield
+    finally:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)

@@ -34,6 +34,7 @@ from pyllama.store.ed25519 import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
 from pyllama.store.fsutil import TEMP_PREFIX, sha256_file
 from pyllama.store.layout import Store
+from pyllama.store.lock import blob_download_lock
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
 from pyllama.store.names import ModelName, parse_name
 
@@ -289,7 +290,7 @@ class RegistryClient:
     def _pull_layer(self, layer: Layer, emit: Emit) -> None:
         """Make one blob present and verified."""
         status = f"pulling {short_hex(layer.digest)}"
-        with _blob_lock(layer.digest):
+        with _blob_lock(layer.digest), blob_download_lock(self.store.root, layer.digest):
             self._check()
             if self.store.has_blob(layer.digest):
                 emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
