@@ -9,6 +9,7 @@ check blobs, write a manifest, or delete and prune, never transfer data.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,19 +66,28 @@ def store_lock(root: Path) -> _StoreLock:
 
 PULL_LOCK_FILE = ".pyllama.pull.lock"
 _range_fds: dict[str, int] = {}
+# struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (+ padding).
+_FLOCK_FORMAT = "hhqqi4x"
+
+
+def _ofd_lock(fd: int, lock_type: int, offset: int) -> None:
+    command = fcntl.F_OFD_SETLK if lock_type == fcntl.F_UNLCK else fcntl.F_OFD_SETLKW
+    fcntl.fcntl(fd, command, struct.pack(_FLOCK_FORMAT, lock_type, os.SEEK_SET, offset, 1, 0))
 
 
 @contextmanager
 def blob_download_lock(root: Path, digest: str) -> Iterator[None]:
     """Keep two processes from downloading the same blob into the same ``-partial`` file.
 
-    A POSIX byte-range lock on ``.pyllama.pull.lock`` at an offset taken from
-    the digest: no per-blob lock files to clean up.  The file stays open for
-    the life of the process, because closing any descriptor of a file drops
-    all of the process's record locks on it.  Threads of one process do not
-    exclude each other here; callers pair this with an in-process lock.
+    An open-file-description byte-range lock on ``.pyllama.pull.lock`` at an
+    offset taken from the digest: no per-blob lock files to clean up, and,
+    unlike classic POSIX record locks, no false "deadlock" errors when two
+    multi-threaded processes each hold one blob and wait for another.  Threads
+    of one process share the description, so callers pair this with an
+    in-process lock.  Without OFD locks (not Linux) only the in-process lock
+    applies.
     """
-    if fcntl is None:  # pragma: no cover - Windows
+    if fcntl is None or not hasattr(fcntl, "F_OFD_SETLKW"):
         yield
         return
     key = os.path.realpath(root)
@@ -87,8 +97,8 @@ def blob_download_lock(root: Path, digest: str) -> Iterator[None]:
             root.mkdir(parents=True, exist_ok=True)
             fd = _range_fds[key] = os.open(Path(key) / PULL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     offset = int(digest.split(":", 1)[-1][:8], 16)
-    fcntl.lockf(fd, fcntl.LOCK_EX, 1, offset)
+    _ofd_lock(fd, fcntl.F_WRLCK, offset)
     try:
         yield
     finally:
-        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+        _ofd_lock(fd, fcntl.F_UNLCK, offset)
