@@ -8,6 +8,7 @@ message, never a traceback page.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -35,31 +36,31 @@ class RequestError(Exception):
         self.status_code = status_code
 
 
-def _store_error(_: Request, exc: StoreError) -> Response[bytes]:
+def _store_error(_: Request[Any, Any, Any], exc: StoreError) -> Response[bytes]:
     return error_response(exc.message, exc.status_code)
 
 
-def _request_error(_: Request, exc: RequestError) -> Response[bytes]:
+def _request_error(_: Request[Any, Any, Any], exc: RequestError) -> Response[bytes]:
     return error_response(str(exc), exc.status_code)
 
 
-def _not_found(request: Request, exc: NotFoundException) -> Response[bytes]:
+def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[bytes]:
     return Response(content=b"404 page not found", status_code=404, media_type="text/plain")
 
 
-def _method_not_allowed(request: Request, exc: MethodNotAllowedException) -> Response[bytes]:
+def _method_not_allowed(request: Request[Any, Any, Any], exc: MethodNotAllowedException) -> Response[bytes]:
     return Response(content=b"405 method not allowed", status_code=405, media_type="text/plain")
 
 
-def _validation(_: Request, exc: ValidationException) -> Response[bytes]:
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     return error_response(exc.detail or "invalid request", 400)
 
 
-def _http(_: Request, exc: HTTPException) -> Response[bytes]:
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     return error_response(exc.detail, exc.status_code)
 
 
-def _internal(request: Request, exc: Exception) -> Response[bytes]:
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(str(exc) or exc.__class__.__name__, HTTP_500_INTERNAL_SERVER_ERROR)
 

@@ -110,28 +110,27 @@ async def blob_upload(digest: str, request: Request[Any, Any, Any], state: State
 
 def _list_entry(store: Store, stored: StoredModel) -> ListModel:
     name = stored.name.display_shortest
-    common = {
-        "name": name,
-        "model": name,
-        "modified_at": format_time(stored.mtime),
-        "size": stored.manifest.total_size(),
-        "digest": stored.manifest_digest,
-    }
+    entry = ListModel(
+        name=name,
+        model=name,
+        modified_at=format_time(stored.mtime),
+        size=stored.manifest.total_size(),
+        digest=stored.manifest_digest,
+        details=ModelDetails(),
+    )
     try:
         model = load_model(store, stored.name)
     except (StoreError, OSError):
         # A model with a missing or corrupt layer is still listed, so it can be deleted.
-        return ListModel(**common, details=ModelDetails())
+        return entry
     info = model.gguf()
     context = model.config.context_length or (info.arch_key("context_length") if info else 0)
     embedding = model.config.embedding_length or (info.arch_key("embedding_length") if info else 0)
-    return ListModel(
-        **common,
-        details=ModelDetails(**details(model, info)),
-        context_length=context if isinstance(context, int) else 0,
-        embedding_length=embedding if isinstance(embedding, int) else 0,
-        capabilities=model.capabilities(info) or None,
-    )
+    entry.details = ModelDetails(**details(model, info))
+    entry.context_length = context if isinstance(context, int) else 0
+    entry.embedding_length = embedding if isinstance(embedding, int) else 0
+    entry.capabilities = model.capabilities(info) or None
+    return entry
 
 
 def _list_models(store: Store) -> ListResponse:

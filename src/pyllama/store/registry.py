@@ -329,7 +329,7 @@ class RegistryClient:
         response = self.request("GET", url, headers={"Range": "bytes=0-0"}, stream=True)
         try:
             if response.status_code in (301, 302, 303, 307, 308):
-                location = response.headers.get("Location", "")
+                location = str(response.headers.get("Location", ""))
                 if location:
                     return urljoin(url, location)
             if response.status_code >= 400:
