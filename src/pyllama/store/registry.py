@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from pyllama.store.ed25519 import load_openssh_key
+from pyllama.store.signing import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
 from pyllama.store.fsutil import TEMP_PREFIX, sha256_file
 from pyllama.store.layout import Store

@@ -1,0 +1,178 @@
+"""The runner process: one model's Engine behind a socket.
+
+Started by the server (``python -m pyllama.runner --fd N``) with one end of
+a socketpair. It reads the ``LoadSpec``, builds the Engine, answers
+``Ready`` or ``LoadFailed``, then serves ``Submit``/``Cancel`` frames until
+``Shutdown`` or the end of the stream (the server went away): a runner never
+outlives its connection. Each request is pumped by its own asyncio task that
+reads the engine's mailbox and writes event frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+
+from pyllama import _native
+from pyllama.engine import Engine, InvalidRequestError, RequestHandle
+from pyllama.runner.memory import estimate_memory, rss_bytes
+from pyllama.runner.protocol import (
+    Accepted,
+    Cancel,
+    EventFrame,
+    FrameCodec,
+    LoadFailed,
+    LoadSpec,
+    Ready,
+    Rejected,
+    Shutdown,
+    Submit,
+    read_frame,
+    runner_codec,
+)
+
+log = logging.getLogger("pyllama.runner")
+
+
+class _ErrorCollector(logging.Handler):
+    """Keeps llama.cpp's error lines while loading: they say why a load failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage().strip())
+
+
+def _load_reason(lines: list[str]) -> str:
+    for line in lines:
+        marker = "error loading model:"
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return lines[0] if lines else ""
+
+
+def load_engine(spec: LoadSpec) -> Engine:
+    """Build and start the engine; raises with llama.cpp's reason on failure."""
+    collector = _ErrorCollector()
+    llama_log = logging.getLogger("pyllama.llama_cpp")
+    llama_log.addHandler(collector)
+    try:
+        engine = Engine(spec.model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
+                        n_threads=spec.n_threads or None, embeddings=spec.embeddings,
+                        n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
+                        type_k=spec.type_k, type_v=spec.type_v)
+    except Exception as exc:
+        reason = _load_reason(collector.lines) or str(exc)
+        raise RuntimeError(f"unable to load model: {spec.model}" + (f": {reason}" if reason else "")) from exc
+    finally:
+        llama_log.removeHandler(collector)
+    return engine.start()
+
+
+class RunnerServer:
+    """Serves one connection for the life of the process."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.codec: FrameCodec = runner_codec()
+        self.engine: Engine | None = None
+        self.handles: dict[int, RequestHandle] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, message: object) -> None:
+        self.writer.write(self.codec.encode(message))  # type: ignore[arg-type]
+
+    async def handshake(self) -> bool:
+        body = await read_frame(self.reader)
+        if body is None:
+            return False
+        spec = self.codec.decode(body)
+        if not isinstance(spec, LoadSpec):
+            raise RuntimeError(f"expected a load frame first, got {type(spec).__name__}")
+        try:
+            engine = load_engine(spec)
+        except RuntimeError as exc:
+            self.send(LoadFailed(str(exc)))
+            await self.writer.drain()
+            return False
+        self.engine = engine
+        memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
+                                 type_k=spec.type_k, type_v=spec.type_v)
+        self.send(Ready(pid=os.getpid(), n_ctx=engine.ctx.n_ctx, n_ctx_slot=engine.n_ctx_slot,
+                        n_parallel=engine.n_parallel, n_ctx_train=engine.model.n_ctx_train,
+                        model_size=engine.model.size, memory=memory.total, rss=rss_bytes(),
+                        load_duration=engine.load_duration))
+        await self.writer.drain()
+        return True
+
+    async def pump(self, request_id: int, handle: RequestHandle) -> None:
+        """Forward one request's events until its final one."""
+        try:
+            while (event := await handle.aget()) is not None:
+                self.send(EventFrame(request_id, event))
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            handle.cancel()
+        finally:
+            self.handles.pop(request_id, None)
+
+    def submit(self, message: Submit) -> None:
+        assert self.engine is not None
+        try:
+            handle = self.engine.submit(message.request)
+        except InvalidRequestError as exc:
+            self.send(Rejected(message.id, str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - any submit failure goes back to that request
+            self.send(Rejected(message.id, f"{type(exc).__name__}: {exc}", invalid=False))
+            return
+        self.handles[message.id] = handle
+        self.send(Accepted(message.id))
+        task = asyncio.create_task(self.pump(message.id, handle))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def serve(self) -> None:
+        """Handshake, then dispatch frames until Shutdown or end of stream."""
+        try:
+            if not await self.handshake():
+                return
+            while (body := await read_frame(self.reader)) is not None:
+                message = self.codec.decode(body)
+                if isinstance(message, Submit):
+                    self.submit(message)
+                elif isinstance(message, Cancel):
+                    handle = self.handles.get(message.id)
+                    if handle is not None:
+                        handle.cancel()
+                elif isinstance(message, Shutdown):
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if self.engine is not None:
+                self.engine.close(timeout=5)
+            for task in list(self.tasks):
+                task.cancel()
+            self.writer.close()
+
+
+async def serve_socket(sock: socket.socket) -> None:
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    await RunnerServer(reader, writer).serve()
+
+
+def main(fd: int, log_level: int = logging.WARNING) -> None:
+    """Entry point of ``python -m pyllama.runner``."""
+    logging.basicConfig(level=log_level, format=f"runner[{os.getpid()}] %(levelname)s %(name)s: %(message)s")
+    _native.set_log_level(log_level)
+    sock = socket.socket(fileno=fd)
+    started = time.monotonic()
+    asyncio.run(serve_socket(sock))
+    log.debug("runner exits after %.1fs", time.monotonic() - started)

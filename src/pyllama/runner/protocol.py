@@ -1,0 +1,141 @@
+"""Frames between the server and a runner process.
+
+Every frame is a 4-byte little-endian length followed by one msgpack-encoded
+Struct. The server sends ``Load`` once, then ``Submit``/``Cancel`` frames and
+finally ``Shutdown``; the runner answers ``Ready`` (or ``LoadFailed``), then
+``Accepted``/``Rejected`` per submit and ``EventFrame``s tagged with the
+request id. Engine requests and events travel as they are: they are already
+array-like msgspec Structs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Union
+
+import msgspec
+
+from pyllama.engine.types import EmbedRequest, Event, GenerateRequest
+
+_HEADER = struct.Struct("<I")
+MAX_FRAME = 1 << 30  # a frame this large means the stream is corrupt
+
+
+class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, gc=False):
+    """How to build the runner's Engine. ``n_ctx`` is the whole context
+    (num_ctx x n_parallel)."""
+
+    model: str
+    n_ctx: int
+    n_parallel: int = 1
+    n_batch: int = 512
+    n_threads: int = 0  # 0: the engine's default
+    embeddings: bool = False
+    n_gpu_layers: int = -1
+    flash_attn: Union[bool, None] = None
+    type_k: str = "f16"
+    type_v: str = "f16"
+
+
+class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
+    id: int
+    request: Union[GenerateRequest, EmbedRequest]
+
+
+class Cancel(msgspec.Struct, tag="cancel", array_like=True, gc=False):
+    id: int
+
+
+class Shutdown(msgspec.Struct, tag="shutdown", array_like=True, gc=False):
+    pass
+
+
+class Ready(msgspec.Struct, tag="ready", array_like=True, omit_defaults=True, gc=False):
+    """The handshake: what the scheduler needs to account for the runner.
+    ``memory`` is the estimate for the context actually created; ``rss`` the
+    runner's resident memory right after loading."""
+
+    pid: int
+    n_ctx: int
+    n_ctx_slot: int
+    n_parallel: int
+    n_ctx_train: int
+    model_size: int
+    memory: int
+    rss: int = 0
+    load_duration: int = 0
+
+
+class LoadFailed(msgspec.Struct, tag="load_failed", array_like=True, gc=False):
+    message: str
+
+
+class Accepted(msgspec.Struct, tag="accepted", array_like=True, gc=False):
+    id: int
+
+
+class Rejected(msgspec.Struct, tag="rejected", array_like=True, gc=False):
+    """``submit`` raised InvalidRequestError (or another error) in the runner."""
+
+    id: int
+    message: str
+    invalid: bool = True
+
+
+class EventFrame(msgspec.Struct, tag="event", array_like=True, gc=False):
+    id: int
+    event: Event
+
+
+ToRunner = Union[LoadSpec, Submit, Cancel, Shutdown]
+FromRunner = Union[Ready, LoadFailed, Accepted, Rejected, EventFrame]
+
+
+class FrameError(RuntimeError):
+    """The byte stream does not hold valid frames."""
+
+
+class FrameCodec:
+    """Encodes outgoing frames and decodes incoming ones of one direction."""
+
+    def __init__(self, incoming: type) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder: msgspec.msgpack.Decoder[object] = msgspec.msgpack.Decoder(incoming)
+
+    def encode(self, message: msgspec.Struct) -> bytes:
+        body = self._encoder.encode(message)
+        return _HEADER.pack(len(body)) + body
+
+    def decode(self, body: bytes) -> object:
+        try:
+            return self._decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"invalid frame: {exc}") from None
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """The body of the next frame; None at a clean end of stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise FrameError("stream ended inside a frame header") from None
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise FrameError(f"frame of {size} bytes is too large")
+    try:
+        return await reader.readexactly(size)
+    except asyncio.IncompleteReadError:
+        raise FrameError("stream ended inside a frame") from None
+
+
+def server_codec() -> FrameCodec:
+    """The server's side: sends ToRunner, reads FromRunner."""
+    return FrameCodec(FromRunner)  # type: ignore[arg-type]
+
+
+def runner_codec() -> FrameCodec:
+    """The runner's side: sends FromRunner, reads ToRunner."""
+    return FrameCodec(ToRunner)  # type: ignore[arg-type]
