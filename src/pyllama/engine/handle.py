@@ -56,6 +56,18 @@ class Completion:
             self.final = event
 
 
+def push_event(items: deque[Event], event: Event) -> None:
+    """Append an event; a chunk following a chunk is merged into it (one
+    wake-up and one message however many tokens piled up)."""
+    last = items[-1] if items else None
+    if isinstance(event, Chunk) and isinstance(last, Chunk):
+        last.text += event.text
+        last.tokens.extend(event.tokens)
+        last.logprobs.extend(event.logprobs)
+    else:
+        items.append(event)
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -84,13 +96,7 @@ class RequestHandle:
         with self._lock:
             if self._final_put:
                 return
-            last = self._items[-1] if self._items else None
-            if isinstance(event, Chunk) and isinstance(last, Chunk):
-                last.text += event.text
-                last.tokens.extend(event.tokens)
-                last.logprobs.extend(event.logprobs)
-            else:
-                self._items.append(event)
+            push_event(self._items, event)
             self._final_put = isinstance(event, FINAL_EVENTS)
             waiter, self._waiter = self._waiter, None
             self._ready.notify_all()

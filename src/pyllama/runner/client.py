@@ -23,7 +23,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from pyllama.engine import InvalidRequestError
-from pyllama.engine.types import FINAL_EVENTS, Chunk, EmbedRequest, Event, Failure, GenerateRequest
+from pyllama.engine.handle import push_event
+from pyllama.engine.types import FINAL_EVENTS, EmbedRequest, Event, Failure, GenerateRequest
 from pyllama.runner.errors import RunnerDiedError, RunnerError, RunnerLoadError
 from pyllama.runner.protocol import (
     Accepted,
@@ -76,13 +77,7 @@ class RunnerStream:
         """Deliver an event; consecutive chunks merge while the consumer is behind."""
         if self._final_put:
             return
-        last = self._items[-1] if self._items else None
-        if isinstance(event, Chunk) and isinstance(last, Chunk):
-            last.text += event.text
-            last.tokens.extend(event.tokens)
-            last.logprobs.extend(event.logprobs)
-        else:
-            self._items.append(event)
+        push_event(self._items, event)
         self._final_put = isinstance(event, FINAL_EVENTS)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

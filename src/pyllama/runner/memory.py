@@ -56,7 +56,7 @@ def estimate_memory(path: str | os.PathLike[str], n_ctx: int, *, n_ubatch: int =
         raise GGUFError(f"{path.name}: no block_count/embedding_length for architecture '{info.architecture}'")
     n_head = _per_layer(info.arch_key("attention.head_count"), n_layer, 1)
     n_head_kv = _per_layer(info.arch_key("attention.head_count_kv"), n_layer, 0)
-    kv_elems = 0
+    kv_elems = 0.0
     for layer in range(n_layer):
         heads = max(n_head[layer], 1)
         heads_kv = n_head_kv[layer] or heads
