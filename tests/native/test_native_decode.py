@@ -47,7 +47,7 @@ def top2_gap(logits: np.ndarray) -> float:
 
 
 def test_greedy_is_deterministic(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     first, _ = greedy(ctx, model, PROMPTS[0], N_GEN)
     ctx.clear()
     second, _ = greedy(ctx, model, PROMPTS[0], N_GEN)
@@ -57,7 +57,7 @@ def test_greedy_is_deterministic(model):
 
 
 def test_sampler_greedy_matches_argmax(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     tokens = model.tokenize(PROMPTS[2])
     batch = _native.Batch(512)
     batch.add_sequence(tokens, 0, 0)
@@ -70,7 +70,7 @@ def test_batched_equals_sequential(model):
     """8 prompts as 8 sequences of one batch give the same greedy tokens as
     each prompt alone; any difference must be a near-tie (gap < 1e-3)."""
     n_seq = len(PROMPTS)
-    ctx = _native.Context(model, n_ctx=512 * n_seq, n_seq_max=n_seq, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512 * n_seq, n_seq_max=n_seq, n_threads=1)
 
     alone = []
     for prompt in PROMPTS:
@@ -112,7 +112,7 @@ def test_batched_equals_sequential(model):
 
 
 def test_seq_rm_and_redecode_reproduces_logits(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     tokens = model.tokenize(PROMPTS[1])
     batch = _native.Batch(512)
     batch.add_sequence(tokens[:-1], 0, 0, logits_last=False)
@@ -137,13 +137,13 @@ def test_seq_cp_forks_a_shared_prefix(model):
     # Reference: each full text decoded from scratch on its own.
     ref = []
     for cont in (cont_a, cont_b):
-        solo = _native.Context(model, n_ctx=512, n_threads=2)
+        solo = _native.Context(model, n_ctx=512, n_threads=1)
         b = _native.Batch(512)
         b.add_sequence(np.concatenate([prefix, cont]), 0, 0)
         solo.decode(b)
         ref.append(solo.logits(-1).copy())
 
-    ctx = _native.Context(model, n_ctx=1024, n_seq_max=2, n_threads=2)
+    ctx = _native.Context(model, n_ctx=1024, n_seq_max=2, n_threads=1)
     batch = _native.Batch(512, n_seq_max=2)
     batch.add_sequence(prefix, 0, 0, logits_last=False)
     ctx.decode(batch)
@@ -160,13 +160,13 @@ def test_seq_cp_forks_a_shared_prefix(model):
 
 
 def test_partial_seq_cp_without_unified_kv_is_an_error(model):
-    ctx = _native.Context(model, n_ctx=512, n_seq_max=2, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_seq_max=2, n_threads=1)
     with pytest.raises(ValueError):
         ctx.seq_cp(0, 1, 0, 5)
 
 
 def test_state_save_and_restore_reproduce_logits(model):
-    ctx = _native.Context(model, n_ctx=1024, n_seq_max=2, n_threads=2)
+    ctx = _native.Context(model, n_ctx=1024, n_seq_max=2, n_threads=1)
     tokens = model.tokenize(PROMPTS[4])
     batch = _native.Batch(512, n_seq_max=2)
     batch.add_sequence(tokens, 0, 0)
@@ -198,7 +198,7 @@ def test_state_save_and_restore_reproduce_logits(model):
 
 def test_embeddings_shape_and_determinism(model):
     ctx = _native.Context(model, n_ctx=512, n_batch=512, n_ubatch=512, embeddings=True,
-                          pooling="mean", n_threads=2)
+                          pooling="mean", n_threads=1)
     assert ctx.pooling == "mean"
 
     def embed(text: str) -> np.ndarray:
@@ -220,7 +220,7 @@ def test_embeddings_shape_and_determinism(model):
 
 
 def test_perf_counters(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     ctx.perf_reset()
     greedy(ctx, model, PROMPTS[6], 4)
     perf = ctx.perf()

@@ -8,7 +8,7 @@ from pyllama import _native
 
 
 def still_works(model: _native.Model) -> None:
-    ctx = _native.Context(model, n_ctx=256, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_threads=1)
     batch = _native.Batch(64)
     batch.add_sequence(model.tokenize("Hello"), 0, 0)
     ctx.decode(batch)
@@ -58,7 +58,7 @@ def test_corrupted_header_built_with_gguf(tmp_path, model):
 
 
 def test_out_of_range_token(model):
-    ctx = _native.Context(model, n_ctx=256, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_threads=1)
     batch = _native.Batch(8)
     batch.add(model.n_vocab + 5, 0, 0, True)
     with pytest.raises(IndexError):
@@ -73,7 +73,7 @@ def test_out_of_range_token(model):
 
 
 def test_bad_sequence_ids_and_positions(model):
-    ctx = _native.Context(model, n_ctx=512, n_seq_max=2, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_seq_max=2, n_threads=1)
     batch = _native.Batch(8, n_seq_max=2)
     batch.add(1, 0, 5, True)
     with pytest.raises(ValueError):
@@ -107,7 +107,7 @@ def test_batch_over_capacity(model):
         batch.add(1, 4, 0)
     with pytest.raises(OverflowError):
         batch.add_sequence([1, 2], 4, 0)
-    ctx = _native.Context(model, n_ctx=256, n_batch=32, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_batch=32, n_threads=1)
     big = _native.Batch(64)
     big.add_sequence(np.ones(40, dtype=np.int32), 0, 0)
     with pytest.raises(OverflowError):
@@ -118,7 +118,7 @@ def test_batch_over_capacity(model):
 
 
 def test_decode_on_full_kv_cache(model):
-    ctx = _native.Context(model, n_ctx=256, n_batch=256, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_batch=256, n_threads=1)
     assert ctx.n_ctx == 256
     batch = _native.Batch(256)
     batch.add_sequence(np.full(250, 28, dtype=np.int32), 0, 0)
@@ -138,7 +138,7 @@ def test_decode_on_full_kv_cache(model):
 
 
 def test_logits_of_non_output_index(model):
-    ctx = _native.Context(model, n_ctx=256, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_threads=1)
     batch = _native.Batch(16)
     batch.add_sequence(model.tokenize("one two three"), 0, 0)
     ctx.decode(batch)
@@ -157,7 +157,7 @@ def test_bad_sampler_inputs(model):
         _native.json_schema_to_grammar('{"type": "object", "properties": 5}')
     with pytest.raises(IndexError):
         _native.Sampler().add_logit_bias(model, {model.n_vocab: 1.0})
-    ctx = _native.Context(model, n_ctx=256, n_threads=2)
+    ctx = _native.Context(model, n_ctx=256, n_threads=1)
     batch = _native.Batch(16)
     batch.add_sequence(model.tokenize("Hi"), 0, 0)
     ctx.decode(batch)

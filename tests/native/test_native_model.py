@@ -76,10 +76,10 @@ def test_quantize(tmp_path, model_path):
         _native.model_quantize(model_path, out, "q9_X")
     with pytest.raises(FileNotFoundError):
         _native.model_quantize(tmp_path / "missing.gguf", out, "q8_0")
-    _native.model_quantize(model_path, out, "q8_0", n_threads=2, allow_requantize=True)
+    _native.model_quantize(model_path, out, "q8_0", n_threads=1, allow_requantize=True)
     q8 = _native.Model(out)
     assert q8.ftype.startswith("Q8_0")
-    ctx = _native.Context(q8, n_ctx=256, n_threads=2)
+    ctx = _native.Context(q8, n_ctx=256, n_threads=1)
     batch = _native.Batch(32)
     batch.add_sequence(q8.tokenize("The capital of France is"), 0, 0)
     ctx.decode(batch)

@@ -32,7 +32,7 @@ def chat_prompt(model, text):
 
 
 def test_every_sampler_builds_and_runs(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     sampler = (_native.Sampler()
                .add_logit_bias(model, {model.token_eos: -1.0})
                .add_penalties(64, 1.1, 0.1, 0.1)
@@ -59,7 +59,7 @@ def test_every_sampler_builds_and_runs(model):
 
 
 def test_seeded_dist_is_reproducible(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     prompt = model.tokenize("My favourite animal is")
     runs = []
     for _ in range(2):
@@ -71,7 +71,7 @@ def test_seeded_dist_is_reproducible(model):
 
 
 def test_logit_bias_bans_a_token(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     prompt = model.tokenize("The capital of France is")
     free_run = generate(model, ctx, _native.Sampler().add_greedy(), prompt, 1)
     ctx.clear()
@@ -100,7 +100,7 @@ def test_json_schema_grammar_forces_valid_output(model):
     }
     grammar = _native.json_schema_to_grammar(schema)
     assert "root ::=" in grammar
-    ctx = _native.Context(model, n_ctx=1024, n_threads=2)
+    ctx = _native.Context(model, n_ctx=1024, n_threads=1)
     sampler = _native.Sampler().add_grammar(model, grammar).add_greedy()
     out = generate(model, ctx, sampler, chat_prompt(model, "Describe a person as JSON."), 96)
     value = json.loads(model.detokenize(out))
@@ -113,13 +113,13 @@ def test_lazy_grammar_activates_on_trigger(model):
     sampler = (_native.Sampler()
                .add_grammar_lazy(model, grammar, trigger_patterns=[r"[\s\S]*?(<tool>[\s\S]*)"])
                .add_greedy())
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     out = generate(model, ctx, sampler, model.tokenize("Hello, how are you"), 8)
     assert len(out) > 0  # inactive grammar: free text flows
 
 
 def test_gbnf_grammar_restricts_choices(model):
-    ctx = _native.Context(model, n_ctx=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=512, n_threads=1)
     sampler = _native.Sampler().add_grammar(model, 'root ::= ("yes" | "no") "."').add_greedy()
     out = generate(model, ctx, sampler, chat_prompt(model, "Is the sky blue?"), 8)
     assert model.detokenize(out) in ("yes.", "no.")

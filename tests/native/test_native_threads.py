@@ -13,7 +13,7 @@ def test_python_thread_runs_while_decode_works(model):
     """While a worker is inside decode, the main thread keeps executing
     Python. If decode held the GIL, the main thread could never observe the
     worker's in-decode flag set (it is set just before the call)."""
-    ctx = _native.Context(model, n_ctx=2048, n_batch=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=2048, n_batch=512, n_threads=1)
     batch = _native.Batch(512)
     batch.add_sequence(np.full(500, 28, dtype=np.int32), 0, 0)
     in_decode = threading.Event()
@@ -38,7 +38,7 @@ def test_python_thread_runs_while_decode_works(model):
 
 
 def test_abort_from_another_thread(model):
-    ctx = _native.Context(model, n_ctx=4096, n_batch=2048, n_ubatch=512, n_threads=2)
+    ctx = _native.Context(model, n_ctx=4096, n_batch=2048, n_ubatch=512, n_threads=1)
     batch = _native.Batch(2048)
     batch.add_sequence(np.full(2048, 28, dtype=np.int32), 0, 0)
     ctx.abort()  # requested before the decode starts: it stops immediately

@@ -14,6 +14,7 @@ from litestar.datastructures import State
 
 from pyllama.config import Config
 from pyllama.server.errors import EXCEPTION_HANDLERS
+from pyllama.server.guard import RequestGuard
 from pyllama.server.models import models_router
 from pyllama.store.layout import Store
 
@@ -44,7 +45,7 @@ def create_app(config: Config | None = None) -> Litestar:
         except OSError as exc:
             log.warning("startup prune failed: %s", exc)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[root, version, models_router],
         state=State({"config": config, "store": store}),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -52,3 +53,6 @@ def create_app(config: Config | None = None) -> Litestar:
         request_max_body_size=None,
         debug=False,
     )
+    # In front of everything Litestar does, unknown paths included.
+    app.asgi_handler = RequestGuard(app.asgi_handler, bind_host=config.host, origins=config.origins)
+    return app
