@@ -1,0 +1,109 @@
+"""Model capabilities with Ollama's rules for TEMPLATE layers.
+
+``pyllama.store.capabilities.compute_capabilities`` reads the template text
+with patterns; this module decides from the parsed template the way Ollama
+does: ``tools`` when the template uses ``.Tools``, ``insert`` when it uses
+``.Suffix``, ``thinking`` when thinking tags can be inferred around
+``.Thinking`` (or the family is gpt-oss). Models without a TEMPLATE layer
+use their GGUF Jinja template, judged by llama.cpp's own analysis when a
+``ChatTemplates`` is at hand, else by what the template text mentions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from pyllama.store.capabilities import (
+    COMPLETION,
+    EMBEDDING,
+    INSERT,
+    ORDER,
+    THINKING,
+    TOOLS,
+    VISION,
+    is_embedding_model,
+)
+from pyllama.store.gguf_meta import GGUFInfo
+from pyllama.templates.gotemplate import TemplateError
+from pyllama.templates.ollama import parse_ollama_template
+
+_FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id")
+_JINJA_TOOLS = re.compile(r"\btools\b")
+_JINJA_THINKING = re.compile(r"<think>|\benable_thinking\b|\breasoning_content\b|<\|channel\|>")
+_GPT_OSS = ("gptoss", "gpt-oss")
+
+
+def go_template_capabilities(text: str, family: str = "") -> set[str]:
+    """What a TEMPLATE layer enables (Ollama's ``Capabilities`` template checks)."""
+    caps: set[str] = set()
+    try:
+        tmpl = parse_ollama_template(text)
+    except TemplateError:
+        return caps
+    if "tools" in tmpl.vars:
+        caps.add(TOOLS)
+    if "suffix" in tmpl.vars:
+        caps.add(INSERT)
+    opening, closing = tmpl.thinking_tags()
+    if (opening and closing) or family in _GPT_OSS:
+        caps.add(THINKING)
+    return caps
+
+
+def jinja_template_capabilities(text: str, jinja_caps: Mapping[str, bool] | None = None) -> set[str]:
+    """What a GGUF Jinja template enables; ``jinja_caps`` from ``ChatTemplates`` wins when given.
+
+    ``jinja_caps`` is ``ChatTemplates.caps`` plus ``supports_thinking``.
+    """
+    caps: set[str] = set()
+    if jinja_caps is not None:
+        if jinja_caps.get("supports_tools") or jinja_caps.get("supports_tool_calls"):
+            caps.add(TOOLS)
+        if jinja_caps.get("supports_thinking"):
+            caps.add(THINKING)
+        return caps
+    if "{%" in text and _JINJA_TOOLS.search(text):
+        caps.add(TOOLS)
+    if _JINJA_THINKING.search(text):
+        caps.add(THINKING)
+    return caps
+
+
+def model_capabilities(info: GGUFInfo | None, *, go_template: str | None = None, jinja_template: str = "",
+                       has_projector: bool = False, family: str = "", extra: Iterable[str] = (),
+                       jinja_caps: Mapping[str, bool] | None = None) -> list[str]:
+    """Capabilities in Ollama's order.
+
+    ``go_template`` is the TEMPLATE layer (None when the model has none, then
+    ``jinja_template``/``jinja_caps`` describe the GGUF template); ``extra``
+    are capabilities recorded in the config blob.
+    """
+    caps: set[str] = set(extra)
+    caps.add(EMBEDDING if is_embedding_model(info) else COMPLETION)
+    if has_projector or (info is not None and (
+            info.arch_key("vision.block_count") is not None or info.kv.get("clip.has_vision_encoder"))):
+        caps.add(VISION)
+    if go_template is not None:
+        caps |= go_template_capabilities(go_template, family)
+    else:
+        caps |= jinja_template_capabilities(jinja_template, jinja_caps)
+        if info is not None and any(info.kv.get(key) is not None for key in _FIM_KEYS):
+            caps.add(INSERT)  # Jinja models fill in the middle with their FIM tokens
+    known = [cap for cap in ORDER if cap in caps]
+    return known + sorted(caps - set(ORDER))
+
+
+def required_capabilities(*, tools: bool = False, think: bool = False, images: bool = False,
+                          suffix: bool = False) -> list[str]:
+    """Capabilities a request needs (the route answers 400 when one is missing)."""
+    needed = [COMPLETION]
+    if tools:
+        needed.append(TOOLS)
+    if suffix:
+        needed.append(INSERT)
+    if images:
+        needed.append(VISION)
+    if think:
+        needed.append(THINKING)
+    return needed
