@@ -88,3 +88,12 @@ def format_duration(seconds: float) -> str:
 def _trim(value: float) -> str:
     text = f"{value:.9f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+def parse_env_keep_alive(text: str) -> float:
+    """PYLLAMA_KEEP_ALIVE / OLLAMA_KEEP_ALIVE: a duration, or plain integer seconds."""
+    text = text.strip()
+    try:
+        return parse_keep_alive(int(text))
+    except ValueError:
+        return parse_keep_alive(text)

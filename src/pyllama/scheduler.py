@@ -39,7 +39,7 @@ import msgspec
 from pyllama.config import Config
 from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
-from pyllama.keep_alive import FOREVER, parse_keep_alive
+from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.runner import (
     LoadSpec,
     MemoryEstimate,
@@ -239,7 +239,7 @@ class Scheduler:
                  vram_available: Any = available_vram) -> None:
         config = config or Config.from_env()
         self.config = config
-        self.default_keep_alive = parse_keep_alive(config.keep_alive)
+        self.default_keep_alive = parse_env_keep_alive(config.keep_alive)
         self.num_parallel = max(1, config.num_parallel)
         self.max_queue = config.max_queue
         self.n_gpu_devices = len(gpu_devices())

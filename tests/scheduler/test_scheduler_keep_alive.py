@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pyllama.keep_alive import KeepAliveError, format_duration, parse_keep_alive
+from pyllama.keep_alive import KeepAliveError, format_duration, parse_env_keep_alive, parse_keep_alive
 from pyllama.scheduler import ModelRef
 
 from schedutil import complete, scheduler, wait_until
@@ -34,6 +34,14 @@ def test_bad_keep_alive_values(value: object, message: str) -> None:
     with pytest.raises(KeepAliveError) as info:
         parse_keep_alive(value)
     assert str(info.value) == message
+
+
+def test_environment_default_takes_durations_and_integer_seconds() -> None:
+    assert parse_env_keep_alive("10m") == 600.0
+    assert parse_env_keep_alive("120") == 120.0
+    assert parse_env_keep_alive("-1") == math.inf
+    with pytest.raises(KeepAliveError):
+        parse_env_keep_alive("soon")
 
 
 def test_durations_print_like_go() -> None:

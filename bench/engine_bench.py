@@ -1,0 +1,342 @@
+"""pyllama's engine (through the scheduler and a runner process) against
+llama.cpp's llama-server built from the same tree, same model, threads and
+context, one server at a time, in one run.
+
+At each N in --streams: N concurrent streaming requests (each worker sends
+--rounds requests back to back; every phase is also cut off after
+--phase-timeout seconds), fixed 100-token prompts of random token ids (no
+shared prefix), exactly 128 generated tokens (EOG tokens banned). Then TTFT
+of a 1k-token prompt with its prefix cached vs not cached.
+
+    .venv/bin/python bench/engine_bench.py [--model PATH] [--threads 2] [--streams 1,4,8,16]
+
+pyllama is driven in-process (Scheduler -> runner process, no HTTP);
+llama-server through /completion with stream, n_predict, ignore_eos and
+cache_prompt off (on for the cached-prefix numbers). Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from common import build_dir, default_model, platform_line
+from pyllama import _native
+from pyllama.config import Config
+from pyllama.engine import Chunk, Done, Failure, GenerateRequest, SamplingOptions
+from pyllama.scheduler import ModelRef, Scheduler
+
+PROMPT_TOKENS = 100
+GEN_TOKENS = 128
+PREFIX_TOKENS = 1000
+
+
+@dataclass
+class Sample:
+    """One request: when it was sent, when each token batch arrived."""
+
+    sent: float
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(n for _, n in self.arrivals)
+
+    @property
+    def ttft(self) -> float:
+        return self.arrivals[0][0] - self.sent
+
+    @property
+    def stream_rate(self) -> float:
+        """Decode speed of this stream: tokens after the first over the time they took."""
+        span = self.arrivals[-1][0] - self.arrivals[0][0]
+        return (self.tokens - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class Phase:
+    n: int
+    samples: list[Sample]
+    wall: float
+
+    @property
+    def aggregate(self) -> float:
+        return sum(s.tokens for s in self.samples) / self.wall
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile([s.ttft for s in self.samples], q))
+
+    @property
+    def per_stream(self) -> float:
+        return statistics.mean(s.stream_rate for s in self.samples)
+
+
+# A request function: prompt tokens, max tokens, cache? -> async iterator of (time, n_tokens).
+Generate = Callable[[list[int], int, bool], AsyncIterator[tuple[float, int]]]
+
+
+async def run_phase(generate: Generate, prompts: list[list[int]], n: int, rounds: int, limit: float) -> Phase:
+    """N workers, each sending ``rounds`` requests back to back (none started after ``limit`` s)."""
+    samples: list[Sample] = []
+    start = time.perf_counter()
+
+    async def worker(w: int) -> None:
+        for r in range(rounds):
+            if time.perf_counter() - start > limit:
+                return
+            sample = Sample(time.perf_counter())
+            async for arrival in generate(prompts[(w * rounds + r) % len(prompts)], GEN_TOKENS, False):
+                sample.arrivals.append(arrival)
+            if sample.tokens != GEN_TOKENS:
+                raise RuntimeError(f"expected {GEN_TOKENS} tokens, got {sample.tokens}")
+            samples.append(sample)
+
+    await asyncio.gather(*(worker(w) for w in range(n)))
+    return Phase(n, samples, time.perf_counter() - start)
+
+
+async def prefix_ttft(generate: Generate, rng: np.random.Generator, vocab: tuple[int, int],
+                      reps: int) -> tuple[float, float]:
+    """Median TTFT of a 1k-token prompt: (prefix cached, fresh prompt)."""
+    cached, fresh = [], []
+    for _ in range(reps):
+        prefix = rng.integers(*vocab, PREFIX_TOKENS).tolist()
+        for label, prompt in (("warm", prefix + rng.integers(*vocab, 20).tolist()),
+                              ("cached", prefix + rng.integers(*vocab, 20).tolist()),
+                              ("fresh", rng.integers(*vocab, PREFIX_TOKENS + 20).tolist())):
+            t0 = time.perf_counter()
+            first = None
+            async for t, _ in generate(prompt, 4, True):
+                first = first or t
+            assert first is not None
+            if label == "cached":
+                cached.append(first - t0)
+            elif label == "fresh":
+                fresh.append(first - t0)
+    return statistics.median(cached), statistics.median(fresh)
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM (peak resident set) of a live process, bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# ---- pyllama -------------------------------------------------------------------------------
+
+
+class Ours:
+    """Scheduler + runner process with N slots of ``n_ctx`` tokens each."""
+
+    def __init__(self, model: Path, threads: int, n_ctx: int, n: int, eog_ban: dict[int, float]) -> None:
+        self.sched = Scheduler(Config(num_parallel=n, context_length=n_ctx, keep_alive="-1"), n_threads=threads)
+        self.ref = ModelRef.from_path(model)
+        self.ban = eog_ban
+
+    async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
+        request = GenerateRequest(prompt=prompt, options=SamplingOptions(
+            temperature=0, num_predict=n_predict, logit_bias=self.ban))
+        async for event in await self.sched.generate(self.ref, request):
+            if isinstance(event, Chunk) and event.tokens:
+                yield time.perf_counter(), len(event.tokens)
+            elif isinstance(event, Failure):
+                raise RuntimeError(event.message)
+            elif isinstance(event, Done):
+                return
+
+    async def start(self) -> None:
+        await self.sched.load(self.ref)
+
+    @property
+    def pid(self) -> int:
+        return self.sched.ps()[0].pid
+
+    async def stop(self) -> None:
+        await self.sched.close()
+
+
+# ---- llama-server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LlamaServer:
+    """llama-server at --parallel N, talked to over /completion (SSE)."""
+
+    def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int, n: int) -> None:
+        self.port = free_port()
+        self.cmd = [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads),
+                    "-c", str(n_ctx * n), "-np", str(n), "-b", "512", "-ub", "512", "-no-kvu",
+                    "--host", "127.0.0.1", "--port", str(self.port), "--no-webui"]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=600,
+                                        limits=httpx.Limits(max_connections=64))
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {' '.join(self.cmd)}")
+            try:
+                if (await self.client.get("/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError("llama-server did not become healthy within 120s")
+
+    async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
+        body = {"prompt": prompt, "n_predict": n_predict, "stream": True, "ignore_eos": True,
+                "cache_prompt": cache, "temperature": 0, "return_tokens": True}
+        async with self.client.stream("POST", "/completion", json=body) as response:
+            response.raise_for_status()
+            seen = 0
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                chunk = json.loads(line[6:])
+                # tokens_predicted is cumulative; a chunk's own token list can be
+                # empty while a split UTF-8 character is held back.
+                predicted = int(chunk.get("tokens_predicted", seen))
+                if predicted > seen:
+                    yield time.perf_counter(), predicted - seen
+                    seen = predicted
+                if chunk.get("stop"):
+                    return
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---- driver ------------------------------------------------------------------------------------
+
+
+def llama_bench_tg(binary: Path, model: Path, threads: int) -> float:
+    out = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", "128",
+                          "-r", "3", "-o", "json"], check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out)[0]["avg_ts"])
+
+
+async def measure(make: Callable[[int], Ours | LlamaServer], streams: list[int], rounds: int, limit: float,
+                  prompts: list[list[int]], warmup: list[list[int]], seed: int, vocab: tuple[int, int],
+                  reps: int) -> tuple[dict[int, Phase], dict[int, int], tuple[float, float]]:
+    phases: dict[int, Phase] = {}
+    rss: dict[int, int] = {}
+    cache = (0.0, 0.0)
+    for n in streams:
+        server = make(n)
+        await server.start()
+        try:
+            await run_phase(server.generate, warmup, n, 1, limit)  # warm-up, prompts of its own
+            phases[n] = await run_phase(server.generate, prompts, n, rounds, limit)
+            if n == streams[0]:
+                cache = await prefix_ttft(server.generate, np.random.default_rng(seed + 1), vocab, reps)
+            rss[n] = peak_rss(server.pid)
+        finally:
+            await server.stop()
+    return phases, rss, cache
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=2048, help="context per slot (num_ctx)")
+    parser.add_argument("--streams", default="1,4,8,16")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per worker")
+    parser.add_argument("--phase-timeout", type=float, default=120.0)
+    parser.add_argument("--cache-reps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+    model = args.model or default_model()
+    streams = [int(x) for x in args.streams.split(",")]
+    binary = build_dir() / "bin" / "llama-server"
+    if not binary.exists():
+        from common import build_llama_tools
+
+        binary = build_llama_tools("llama-server") / "llama-server"
+    bench_bin = binary.parent / "llama-bench"
+
+    vocab_model = _native.Model(model, vocab_only=True)
+    eog_ban = {t: float("-inf") for t in range(vocab_model.n_vocab) if vocab_model.is_eog(t)}
+    vocab = (1000, vocab_model.n_vocab - 1000)  # ordinary tokens: clear of control/special ids
+    rng = np.random.default_rng(args.seed)
+    prompts = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams) * args.rounds)]
+    warmup = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams))]
+
+    def run(make: Callable[[int], Ours | LlamaServer]) -> tuple[dict[int, Phase], dict[int, int], tuple[float, float]]:
+        return asyncio.run(measure(make, streams, args.rounds, args.phase_timeout, prompts, warmup, args.seed, vocab,
+                                   args.cache_reps))
+
+    ref = run(lambda n: LlamaServer(binary, model, args.threads, args.ctx, n))
+    ours = run(lambda n: Ours(model, args.threads, args.ctx, n, eog_ban))
+    tg = llama_bench_tg(bench_bin, model, args.threads) if bench_bin.exists() else float("nan")
+    report(args, model, streams, ours, ref, tg)
+
+
+def report(args: argparse.Namespace, model: Path, streams: list[int],
+           ours: tuple[dict[int, Phase], dict[int, int], tuple[float, float]],
+           ref: tuple[dict[int, Phase], dict[int, int], tuple[float, float]], tg: float) -> None:
+    (op, orss, ocache), (lp, lrss, lcache) = ours, ref
+    print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | prompt {PROMPT_TOKENS} "
+          f"tokens, {GEN_TOKENS} generated | {args.rounds} requests per stream")
+    print(f"platform: {platform_line()} | load avg {os.getloadavg()[0]:.2f}\n")
+    print("| N | agg tok/s pyllama | agg tok/s llama-server | ratio | per-stream pyllama | per-stream llama-server "
+          "| ratio | TTFT p50 ms (py / ls) | TTFT p95 ms (py / ls) | peak RSS MiB (py runner / ls) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in streams:
+        o, lq = op[n], lp[n]
+        print(f"| {n} | {o.aggregate:.1f} | {lq.aggregate:.1f} | {o.aggregate / lq.aggregate:.2f} "
+              f"| {o.per_stream:.1f} | {lq.per_stream:.1f} | {o.per_stream / lq.per_stream:.2f} "
+              f"| {o.pct(50) * 1e3:.0f} / {lq.pct(50) * 1e3:.0f} | {o.pct(95) * 1e3:.0f} / {lq.pct(95) * 1e3:.0f} "
+              f"| {orss[n] / 2**20:.0f} / {lrss[n] / 2**20:.0f} |")
+    print(f"\nTTFT, {PREFIX_TOKENS + 20}-token prompt, N={streams[0]} (median of {args.cache_reps}):")
+    print("| | cached 1k prefix ms | uncached ms | cached / uncached |")
+    print("|---|---|---|---|")
+    for name, (cached, fresh) in (("pyllama", ocache), ("llama-server", lcache)):
+        print(f"| {name} | {cached * 1e3:.0f} | {fresh * 1e3:.0f} | {cached / fresh:.1%} |")
+    single = op[streams[0]].per_stream
+    print(f"\nllama-bench tg128: {tg:.1f} tok/s; pyllama single stream {single:.1f} tok/s = {single / tg:.1%}")
+    if args.json:
+        data = {side: {str(n): {"aggregate": p.aggregate, "per_stream": p.per_stream, "ttft_p50": p.pct(50),
+                                "ttft_p95": p.pct(95), "peak_rss": rss[n]} for n, p in phases.items()}
+                | {"cache": {"cached": cache[0], "uncached": cache[1]}}
+                for side, (phases, rss, cache) in (("pyllama", ours), ("llama-server", ref))}
+        data["llama_bench_tg128"] = tg  # type: ignore[assignment]
+        args.json.write_text(json.dumps(data, indent=2))
+
+
+if __name__ == "__main__":
+    main()
