@@ -46,6 +46,7 @@ from pyllama.runner import (
     RunnerClient,
     RunnerDiedError,
     RunnerLoadError,
+    RunnerStream,
     available_ram,
     available_vram,
     estimate_memory,
@@ -341,7 +342,7 @@ class Scheduler:
 
     async def _start_request(self, ref: ModelRef, request: GenerateRequest | EmbedRequest,
                              options: Mapping[str, Any] | RunnerOptions | None, keep_alive: object,
-                             embeddings: bool) -> tuple[_Runner, Any, int]:
+                             embeddings: bool) -> tuple[_Runner, RunnerStream, int]:
         t0 = time.perf_counter_ns()
         keep = self._keep_alive(keep_alive)
         wanted = self._runner_options(options)
@@ -360,15 +361,18 @@ class Scheduler:
             return runner, stream, time.perf_counter_ns() - t0
         raise AssertionError("unreachable")
 
-    async def _events(self, runner: _Runner, stream: Any, waited: int) -> AsyncIterator[Event]:
-        """Forward a runner stream; release the slot however it ends."""
+    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int) -> AsyncIterator[Event]:
+        """Forward a runner stream; release the slot however it ends (a
+        consumer that stops early cancels the request in the runner)."""
         try:
-            async for event in stream:
+            while (event := await stream.next()) is not None:
                 if isinstance(event, (Done, Embeddings)) and waited:
                     event = msgspec.structs.replace(event, load_duration=event.load_duration + waited,
                                                     total_duration=event.total_duration + waited)
                 yield event
         finally:
+            if not stream.finished:
+                stream.cancel()
             self._release(runner)
 
     # ---- acquiring a runner ------------------------------------------------------------------

@@ -57,3 +57,29 @@ def test_corrupt_model_fails_while_another_serves(smollm2: ModelRef, broken: Mod
             await sched.close()
 
     asyncio.run(main())
+
+
+def test_cancelled_consumer_frees_its_slot(smollm2: ModelRef, eog_ban: dict[int, float]) -> None:
+    async def main() -> None:
+        sched = scheduler(num_parallel=1)
+        try:
+            started = asyncio.Event()
+
+            async def consume() -> None:
+                async for event in await sched.generate(smollm2, request("Count:", 400, logit_bias=eog_ban)):
+                    if isinstance(event, Chunk):
+                        started.set()
+
+            task = asyncio.create_task(consume())
+            await started.wait()
+            task.cancel()  # what a client disconnect does to the HTTP handler
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The only slot is free again, and the runner is still the same.
+            pid = sched.ps()[0].pid
+            await complete(sched, smollm2, "Hello", 2)
+            assert sched.ps()[0].pid == pid and sched.pending == 0
+        finally:
+            await sched.close()
+
+    asyncio.run(main())
