@@ -88,7 +88,7 @@ def test_go_prompt_carries_parser_settings() -> None:
 
 
 def test_openai_conversion_links_tool_results() -> None:
-    msgs = [
+    msgs: list[dict[str, Any]] = [
         {"role": "assistant", "content": "", "thinking": "hmm", "tool_calls": [
             {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
             {"id": "abc", "function": {"name": "get_time", "arguments": {}}}]},
@@ -105,7 +105,7 @@ def test_openai_conversion_links_tool_results() -> None:
 
 def test_jinja_prompt_history_prefill_and_thinking(jinja_templates: Any) -> None:
     qwen = jinja_templates("Qwen-Qwen2.5-7B-Instruct")
-    history = [{"role": "user", "content": "Weather in Paris?"},
+    history: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"},
                {"role": "assistant", "content": "", "tool_calls": [
                    {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
                {"role": "tool", "content": "18 degrees", "tool_name": "get_weather"}]
@@ -129,8 +129,8 @@ def test_jinja_fill_in_the_middle(jinja_templates: Any) -> None:
         build_prompt(qwen, msgs, suffix="return 1")
 
 
-def _info(arch: str = "llama", **kv: Any) -> GGUFInfo:
-    return GGUFInfo(kv={"general.architecture": arch, **kv})
+def _info(**kv: Any) -> GGUFInfo:
+    return GGUFInfo(kv={"general.architecture": "llama", **kv})
 
 
 def test_capabilities_from_go_templates() -> None:

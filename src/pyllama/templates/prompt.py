@@ -141,9 +141,9 @@ def build_prompt(
         return RenderedPrompt(context_text + pre + prefix + suf + suffix + mid, "fim", [], think_on, level)
 
     def render(msgs: Sequence[Msg]) -> RenderedPrompt:
-        if is_go:
+        if source is None or isinstance(source, (str, OllamaTemplate)):
             return _render_go(_source_template(source), msgs, tool_list, think_on, level, think_set, suffix)
-        return _render_jinja(source, msgs, tool_list, think_on, level)  # type: ignore[arg-type]
+        return _render_jinja(source, msgs, tool_list, think_on, level)
 
     keep = _fit(render, messages, num_ctx, count_tokens, image_tokens) if (
         truncate and num_ctx > 0 and count_tokens is not None) else (0, [])
