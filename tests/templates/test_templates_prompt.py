@@ -156,3 +156,25 @@ def test_capabilities_from_jinja(jinja_templates: Any) -> None:
     assert model_capabilities(fim, jinja_template="{{ messages }}") == ["completion", "insert"]
     assert required_capabilities(tools=True, think=True, images=True, suffix=True) == [
         "completion", "tools", "insert", "vision", "thinking"]
+
+
+def _ollama_linear_fit(msgs: list[dict[str, Any]], num_ctx: int) -> str:
+    """Ollama's chatPrompt loop, written out plainly, for comparison."""
+    n = len(msgs) - 1
+    system: list[dict[str, Any]] = []
+    for i in range(n - 1, -1, -1):
+        system = [m for m in msgs[:i] if m["role"] == "system"]
+        if len(build_prompt(CHATML, system + msgs[i:]).prompt) > num_ctx:
+            break
+        n = i
+    return build_prompt(CHATML, system + msgs[n:]).prompt
+
+
+@pytest.mark.parametrize("num_ctx", [1, 150, 400, 900, 100_000])
+def test_truncation_matches_ollamas_loop(num_ctx: int) -> None:
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": "first"}]
+    for i in range(12):
+        msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * (i + 1)})
+        if i == 5:
+            msgs.append({"role": "system", "content": "middle"})
+    assert build_prompt(CHATML, msgs, num_ctx=num_ctx, count_tokens=len).prompt == _ollama_linear_fit(msgs, num_ctx)

@@ -153,24 +153,39 @@ def build_prompt(
     result = render(tagged)
     result.prompt = context_text + result.prompt
     result.images = images
-    result.truncated = start
+    result.truncated = start - len(system)
     return result
 
 
 def _fit(render: Callable[[Sequence[Msg]], RenderedPrompt], messages: Sequence[Msg], num_ctx: int,
          count_tokens: Callable[[str], int], image_tokens: int) -> tuple[int, list[Msg]]:
-    """Ollama's truncation: the earliest start whose rendering fits, plus the system messages before it."""
-    n = len(messages) - 1
-    system: list[Msg] = []
-    for i in range(n - 1, -1, -1):
-        system = [m for m in messages[:i] if m.get("role") == "system"]
-        candidate = system + list(messages[i:])
-        tokens = count_tokens(render(candidate).prompt)
+    """Ollama's truncation: the earliest start whose rendering fits, plus the system messages kept.
+
+    Ollama walks back from the last message until a start no longer fits;
+    since a later start never renders longer, a binary search finds the same
+    start with O(log n) renders. The system messages kept are those before
+    the first start that did not fit, as in Ollama's loop.
+    """
+    last = len(messages) - 1
+
+    def system_before(i: int) -> list[Msg]:
+        return [m for m in messages[:i] if m.get("role") == "system"]
+
+    def fits(i: int) -> bool:
+        tokens = count_tokens(render(system_before(i) + list(messages[i:])).prompt)
         tokens += image_tokens * sum(len(m.get("images") or []) for m in messages[i:])
-        if tokens > num_ctx:
-            break
-        n = i
-    return max(n, 0), system
+        return tokens <= num_ctx
+
+    if last <= 0 or fits(0):
+        return 0, []
+    lo, hi = 1, last  # fits(0) is false; the last message alone is always kept
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, system_before(lo - 1)
 
 
 def _render_go(tmpl: OllamaTemplate, messages: Sequence[Msg], tools: list[dict[str, Any]],
