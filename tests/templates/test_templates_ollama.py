@@ -228,3 +228,11 @@ def test_tool_call_arguments_and_properties_keep_client_order() -> None:
         {"function": {"name": "f", "arguments": {"z": 1, "a": {"y": 2, "b": 3}}}}]}])
     assert tmpl.execute(msgs, tools=to_tools([WEATHER_TOOL])) == (
         '{"z":1,"a":{"b":3,"y":2}}|{"index":0,"name":"f","arguments":{"z":1,"a":{"b":3,"y":2}}}|city:string;unit:string;')
+
+
+def test_ranging_over_arguments_goes_in_key_order_like_a_go_map() -> None:
+    tmpl = OllamaTemplate("{{ range .Messages }}{{ range .ToolCalls }}{{ range $k, $v := .Function.Arguments }}"
+                          "{{ $k }}={{ $v }};{{ end }}{{ end }}{{ end }}")
+    msgs = to_messages([{"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "f", "arguments": {"z": 1, "a": [1, 2], "m": {"k": "v"}}}}]}])
+    assert tmpl.execute(msgs) == "a=[1 2];m=map[k:v];z=1;"

@@ -135,9 +135,9 @@ class Executor:
             items = []
         elif isinstance(value, (list, tuple)):
             items = list(enumerate(value))
-        elif isinstance(value, OrderedMap):
-            items = list(value.items())
         elif isinstance(value, dict):
+            # Go ranges over maps in key order; Ollama hands templates plain maps
+            # even where the API keeps the client's order (arguments, properties).
             items = sorted(value.items(), key=lambda kv: str(kv[0]))
         elif isinstance(value, int) and not isinstance(value, bool):
             if node.pipe.decl and len(node.pipe.decl) > 1:
