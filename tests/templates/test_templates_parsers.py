@@ -139,3 +139,12 @@ def test_jinja_thinking_streamed(jinja_templates: Any) -> None:
     assert got.thinking.strip() == "add them"
     assert got.content.strip() == "It is 4."
     assert any(p.thinking for p in pieces[:-5])  # thinking arrives while it streams, not only at the end
+
+
+@pytest.mark.parametrize("level, effort", [("high", "high"), ("max", "high"), ("low", "low")])
+def test_jinja_harmony_reasoning_effort_and_channels(jinja_templates: Any, level: str, effort: str) -> None:
+    rendered = build_prompt(jinja_templates("openai-gpt-oss-120b"), [{"role": "user", "content": "hi"}], think=level)
+    assert f"Reasoning: {effort}\n" in rendered.prompt
+    out = "<|channel|>analysis<|message|>thinking hard<|end|><|start|>assistant<|channel|>final<|message|>Hello!"
+    got = run(rendered.output_parser(), out, 3)
+    assert (got.thinking, got.content) == ("thinking hard", "Hello!")

@@ -204,6 +204,8 @@ def _render_jinja(templates: ChatTemplates, messages: Sequence[Msg], tools: list
                   think: bool, level: str) -> RenderedPrompt:
     converted = to_openai_messages(messages)
     prefill = converted[-1] if converted and converted[-1]["role"] == "assistant" else None
+    if level == "max" and "<|channel|>" in templates.source():
+        level = "high"  # Harmony (gpt-oss) has no "max" effort; Ollama maps it to high
     kwargs: dict[str, Any] = {"reasoning_effort": level} if level else {}
     params = templates.apply(converted, tools=tools or None, add_generation_prompt=prefill is None,
                              enable_thinking=think, chat_template_kwargs=kwargs or None)
