@@ -148,3 +148,29 @@ def test_jinja_harmony_reasoning_effort_and_channels(jinja_templates: Any, level
     out = "<|channel|>analysis<|message|>thinking hard<|end|><|start|>assistant<|channel|>final<|message|>Hello!"
     got = run(rendered.output_parser(), out, 3)
     assert (got.thinking, got.content) == ("thinking hard", "Hello!")
+
+
+LONG = "The answer is long, with words and more words. " * 40
+
+
+@pytest.mark.parametrize("template, tools, output", [
+    ("Qwen-Qwen3-0.6B", False, "<think>\n" + "step by step. " * 30 + "\n</think>\n\n" + LONG),
+    ("Qwen-Qwen2.5-7B-Instruct", True,
+     LONG + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'),
+    ("meta-llama-Llama-3.1-8B-Instruct", True, LONG),
+    ("mistralai-Mistral-Nemo-Instruct-2407", True,
+     LONG + '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcdefghi"}]'),
+])
+@pytest.mark.parametrize("step", [1, 5])
+def test_jinja_streaming_equals_one_final_parse(jinja_templates: Any, template: str, tools: bool, output: str,
+                                                step: int) -> None:
+    """Deltas concatenated = parsing the whole output at once (the fast path skips no marker)."""
+    from pyllama import _native
+
+    rendered = build_prompt(jinja_templates(template), [{"role": "user", "content": "Weather in Paris?"}],
+                            tools=[WEATHER_TOOL] if tools else None, think=True)
+    got = run(rendered.output_parser(), output, step)
+    final = _native.parse_chat_output(output, rendered.chat_params)
+    assert got.content == final["content"]
+    assert got.thinking == final.get("reasoning_content", "")
+    assert [c["function"]["name"] for c in got.tool_calls] == [c["name"] for c in final["tool_calls"]]

@@ -336,14 +336,26 @@ class GoOutputParser:
 
 # -- Jinja (llama.cpp common) --------------------------------------------------
 class JinjaOutputParser:
-    """Re-parses the whole output with llama.cpp's chat parser and diffs the results."""
+    """Re-parses the whole output with llama.cpp's chat parser and diffs the results.
 
-    def __init__(self, chat_params: Mapping[str, Any]) -> None:
+    Re-parsing costs time linear in the output so far. Once plain content is
+    streaming (the last two parses each grew the content by exactly the new
+    piece, no tool call open), a piece containing no first character of any
+    marker the format uses (thinking tags, tool-call triggers, preserved
+    tokens, brackets) is passed straight through; any other piece re-parses
+    everything, so markers are never missed. Trailing white space is held
+    back until more text follows, because the final parse may trim it.
+    """
+
+    def __init__(self, chat_params: Mapping[str, Any], tools: bool = False) -> None:
         self.params = dict(chat_params)
         self.text = ""
-        self.content = ""
-        self.thinking = ""
+        self.content = ""  # content sent so far
+        self.thinking = ""  # thinking sent so far
+        self.raw_content = ""  # content as the parser last saw it, trailing white space included
         self.calls_sent = 0
+        self.plain_streak = 0
+        self.marker_chars = _marker_chars(chat_params, tools)
 
     def _parse(self, partial: bool) -> dict[str, Any] | None:
         from pyllama import _native
@@ -353,20 +365,22 @@ class JinjaOutputParser:
         except ValueError:
             return None
 
+    @staticmethod
+    def _advance(sent: str, now: str, final: bool) -> tuple[str, str]:
+        """(delta, new sent text) for a field that was ``sent`` and now parses as ``now``."""
+        view = now if final else now.rstrip()
+        if view.startswith(sent):
+            return view[len(sent):], view
+        if final:
+            common = _common_prefix(sent, view)
+            return view[common:], view
+        return "", sent
+
     def _diff(self, result: Mapping[str, Any], final: bool) -> ParsedDelta:
         delta = ParsedDelta()
-        content = str(result.get("content") or "")
-        thinking = str(result.get("reasoning_content") or "")
-        if content.startswith(self.content):
-            delta.content, self.content = content[len(self.content):], content
-        elif final:
-            common = _common_prefix(self.content, content)
-            delta.content, self.content = content[common:], content
-        if thinking.startswith(self.thinking):
-            delta.thinking, self.thinking = thinking[len(self.thinking):], thinking
-        elif final:
-            common = _common_prefix(self.thinking, thinking)
-            delta.thinking, self.thinking = thinking[common:], thinking
+        self.raw_content = str(result.get("content") or "")
+        delta.content, self.content = self._advance(self.content, self.raw_content, final)
+        delta.thinking, self.thinking = self._advance(self.thinking, str(result.get("reasoning_content") or ""), final)
         calls = list(result.get("tool_calls") or [])
         ready = len(calls) if final else max(len(calls) - 1, 0)  # the last one may still grow
         for call in calls[self.calls_sent:ready]:
@@ -377,8 +391,19 @@ class JinjaOutputParser:
 
     def feed(self, text: str) -> ParsedDelta:
         self.text += text
+        if self.plain_streak >= 2 and not self.marker_chars.intersection(text):
+            self.raw_content += text
+            piece, self.content = self._advance(self.content, self.raw_content, False)
+            return ParsedDelta(content=piece)
+        before = self.raw_content
         result = self._parse(partial=True)
-        return self._diff(result, final=False) if result is not None else ParsedDelta()
+        if result is None:
+            self.plain_streak = 0
+            return ParsedDelta()
+        delta = self._diff(result, final=False)
+        plain = not result.get("tool_calls") and self.raw_content == before + text and not delta.thinking
+        self.plain_streak = self.plain_streak + 1 if plain else 0
+        return delta
 
     def finish(self) -> ParsedDelta:
         result = self._parse(partial=False) or self._parse(partial=True)
@@ -388,6 +413,20 @@ class JinjaOutputParser:
                 delta.content = self.text[len(self.content):]
             return delta
         return self._diff(result, final=True)
+
+
+def _marker_chars(params: Mapping[str, Any], tools: bool) -> frozenset[str]:
+    """First characters of every text that can switch llama.cpp's parser out of plain content."""
+    markers: list[str] = [str(t) for t in params.get("preserved_tokens") or []]
+    markers += [str(t.get("value") or "") for t in params.get("grammar_triggers") or [] if isinstance(t, Mapping)]
+    markers += [str(params.get("thinking_start_tag") or "")]
+    markers += [str(t) for t in params.get("thinking_end_tags") or []]
+    markers += [str(t) for t in params.get("additional_stops") or []]
+    chars = {m.strip()[0] for m in markers if m.strip()}
+    chars |= {"<", "["}  # the openers of nearly every special token
+    if tools:
+        chars |= {"{", "`", ">"}  # bare JSON calls, fenced calls, functionary's >>>
+    return frozenset(chars)
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -402,7 +441,7 @@ def _common_prefix(a: str, b: str) -> int:
 def make_output_parser(rendered: RenderedPrompt) -> OutputParser:
     """The parser matching how ``rendered`` was built."""
     if rendered.kind == "jinja" and rendered.chat_params is not None:
-        return JinjaOutputParser(rendered.chat_params)
+        return JinjaOutputParser(rendered.chat_params, tools=bool(rendered.tools))
     if rendered.kind == "go":
         return GoOutputParser(thinking_tags=rendered.thinking_tags, think=rendered.think,
                               prompt=rendered.prompt, tools=rendered.tools, tool_tag=rendered.tool_tag)
