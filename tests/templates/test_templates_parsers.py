@@ -170,6 +170,7 @@ def test_jinja_streaming_equals_one_final_parse(jinja_templates: Any, template: 
     rendered = build_prompt(jinja_templates(template), [{"role": "user", "content": "Weather in Paris?"}],
                             tools=[WEATHER_TOOL] if tools else None, think=True)
     got = run(rendered.output_parser(), output, step)
+    assert rendered.chat_params is not None
     final = _native.parse_chat_output(output, rendered.chat_params)
     assert got.content == final["content"]
     assert got.thinking == final.get("reasoning_content", "")
