@@ -161,7 +161,8 @@ def test_qwen25_tools_and_tool_history() -> None:
         '{"name": "get_weather", "arguments": {"unit":"c","city":"Paris"}}\n</tool_call><|im_end|>\n'
         "<|im_start|>user\n<tool_response>\n18C\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
     assert tmpl.tool_call_tag() == "<tool_call>"
-    assert tmpl.execute([], prompt="def f(", suffix="  return 1") == "<|fim_prefix|>def f(<|fim_suffix|>  return 1<|fim_middle|>"
+    fim = tmpl.execute([], prompt="def f(", suffix="  return 1")
+    assert fim == "<|fim_prefix|>def f(<|fim_suffix|>  return 1<|fim_middle|>"
 
 
 def test_llama31_tools_in_last_user_turn() -> None:
@@ -227,7 +228,8 @@ def test_tool_call_arguments_and_properties_keep_client_order() -> None:
     msgs = to_messages([{"role": "assistant", "content": "", "tool_calls": [
         {"function": {"name": "f", "arguments": {"z": 1, "a": {"y": 2, "b": 3}}}}]}])
     assert tmpl.execute(msgs, tools=to_tools([WEATHER_TOOL])) == (
-        '{"z":1,"a":{"b":3,"y":2}}|{"index":0,"name":"f","arguments":{"z":1,"a":{"b":3,"y":2}}}|city:string;unit:string;')
+        '{"z":1,"a":{"b":3,"y":2}}|{"index":0,"name":"f","arguments":{"z":1,"a":{"b":3,"y":2}}}'
+        "|city:string;unit:string;")
 
 
 def test_ranging_over_arguments_goes_in_key_order_like_a_go_map() -> None:

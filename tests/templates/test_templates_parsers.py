@@ -81,7 +81,8 @@ def test_thinking_split(output: str, thinking: str, content: str, step: int) -> 
 
 
 def test_thinking_opened_by_the_prompt() -> None:
-    parser = GoOutputParser(thinking_tags=("<think>", "</think>"), think=True, prompt="<|im_start|>assistant\n<think>\n")
+    parser = GoOutputParser(thinking_tags=("<think>", "</think>"), think=True,
+                            prompt="<|im_start|>assistant\n<think>\n")
     got = run(parser, "reasoning</think>answer", 2)
     assert (got.thinking, got.content) == ("reasoning", "answer")
 

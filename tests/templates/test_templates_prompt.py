@@ -43,7 +43,8 @@ def test_raw_context_and_suffix() -> None:
     assert build_prompt(CHATML, msgs, raw=True).prompt == "def f("
     assert build_prompt(CHATML, msgs, context_text="<old>").prompt.startswith("<old><|im_start|>user")
     qwen = template_text("qwen2.5.gotmpl")
-    assert build_prompt(qwen, msgs, suffix="return 1").prompt == "<|fim_prefix|>def f(<|fim_suffix|>return 1<|fim_middle|>"
+    fim = build_prompt(qwen, msgs, suffix="return 1").prompt
+    assert fim == "<|fim_prefix|>def f(<|fim_suffix|>return 1<|fim_middle|>"
 
 
 def test_images_get_ollama_tags() -> None:

@@ -110,7 +110,8 @@ class OllamaTemplate:
         if prompt and suffix:
             return self.template.render({"Prompt": prompt, "Suffix": suffix, "Response": "", **think_vars})
         if self.uses_messages:
-            return self.template.render({"System": system, "Messages": collated, "Tools": tools if isinstance(tools, Tools) else Tools(tools),
+            tool_list = tools if isinstance(tools, Tools) else Tools(tools)
+            return self.template.render({"System": system, "Messages": collated, "Tools": tool_list,
                                          "Response": "", **think_vars})
         out: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}

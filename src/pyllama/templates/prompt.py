@@ -132,8 +132,7 @@ def build_prompt(
         return RenderedPrompt(context_text + content, "raw", images, think_on, level)
     tool_list = [dict(t) for t in tools or []]
 
-    is_go = source is None or isinstance(source, (str, OllamaTemplate))
-    if suffix and not is_go:
+    if suffix and not (source is None or isinstance(source, (str, OllamaTemplate))):
         if fim_tokens is None:
             raise ValueError("this model has no fill-in-the-middle template or tokens")
         pre, suf, mid = fim_tokens
