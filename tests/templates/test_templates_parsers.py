@@ -176,3 +176,10 @@ def test_jinja_streaming_equals_one_final_parse(jinja_templates: Any, template: 
     assert got.content == final["content"]
     assert got.thinking == final.get("reasoning_content", "")
     assert [c["function"]["name"] for c in got.tool_calls] == [c["name"] for c in final["tool_calls"]]
+
+
+def test_thinking_left_open_earlier_in_the_prompt() -> None:
+    parser = GoOutputParser(thinking_tags=("<think>", "</think>"), think=True, prompt="A: <think>\nplan: ")
+    assert run(parser, "more</think>done", 3).thinking == "more"
+    closed = GoOutputParser(thinking_tags=("<think>", "</think>"), think=True, prompt="<think>\n\n</think>\n\n")
+    assert run(closed, "answer", 3).content == "answer"

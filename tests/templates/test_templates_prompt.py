@@ -69,14 +69,15 @@ def test_truncation_keeps_system_and_last_message() -> None:
 
 
 @pytest.mark.parametrize("think, expected", [
-    (None, (False, "", False)), (True, (True, "", True)), (False, (False, "", True)), ("high", (True, "high", True)),
+    (None, (False, "", False)), (True, (True, "medium", True)), (False, (False, "", True)),
+    ("high", (True, "high", True)),
 ])
 def test_think_values(think: Any, expected: tuple[bool, str, bool]) -> None:
     assert think_values(think) == expected
 
 
 def test_think_default_and_bad_level() -> None:
-    assert think_values(None, default_think=True) == (True, "", False)
+    assert think_values(None, default_think=True) == (True, "medium", True)
     with pytest.raises(ValueError, match="invalid think value"):
         think_values("extreme")
 

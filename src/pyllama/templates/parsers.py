@@ -312,8 +312,9 @@ class GoOutputParser:
         self.thinking: ThinkingParser | None = None
         if think and opening and closing:
             self.thinking = ThinkingParser(opening, closing)
-            if prompt.strip().endswith(opening):
-                self.thinking.add(opening)  # the template already opened the thinking block
+            at = prompt.rfind(opening)
+            if at >= 0 and closing not in prompt[at + len(opening):]:
+                self.thinking.add(opening)  # the prompt left a thinking block open: output starts inside it
         self.tools = ToolCallParser(tools, tool_tag) if tools else None
 
     def feed(self, text: str) -> ParsedDelta:

@@ -76,16 +76,18 @@ class RenderedPrompt:
 def think_values(think: Think, default_think: bool = False) -> tuple[bool, str, bool]:
     """(Think, ThinkLevel, IsThinkSet) as Ollama passes them to templates.
 
-    ``think`` is the request value: a bool, a level string or None (absent,
-    then ``default_think`` applies — true for thinking-capable models).
+    ``think`` is the request value: a bool, a level string or None. Absent
+    on a thinking-capable model (``default_think``), Ollama sets it to true
+    before rendering, so templates see it as set. ``true`` means the
+    ``medium`` level, as Ollama's ``ThinkValue.String``.
     """
     if think is None:
-        return default_think, "", False
+        return (True, "medium", True) if default_think else (False, "", False)
     if isinstance(think, str):
         if think not in THINK_LEVELS:
             raise ValueError(f"invalid think value: {think!r} (expected true, false, {', '.join(THINK_LEVELS)})")
         return True, think, True
-    return bool(think), "", True
+    return bool(think), "medium" if think else "", True
 
 
 def _source_template(source: str | OllamaTemplate | None) -> OllamaTemplate:
