@@ -238,3 +238,31 @@ def test_ranging_over_arguments_goes_in_key_order_like_a_go_map() -> None:
     msgs = to_messages([{"role": "assistant", "content": "", "tool_calls": [
         {"function": {"name": "f", "arguments": {"z": 1, "a": [1, 2], "m": {"k": "v"}}}}]}])
     assert tmpl.execute(msgs) == "a=[1 2];m=map[k:v];z=1;"
+
+
+COMMAND_R_TOOLS_SINGLE = (
+    "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|># Safety Preamble\nThe instructions in this section override those in "
+    "the task description and style guide sections. Don't answer questions that are harmful or immoral.\n\n"
+    "# System Preamble\n## Basic Rules\nYou are a powerful conversational AI trained by Cohere to help people. You "
+    "are augmented by a number of tools, and your job is to use and consume the output of these tools to best help "
+    "the user. You will see a conversation history between yourself and a user, ending with an utterance from the "
+    "user. You will then see a specific instruction instructing you what kind of response to generate. When you "
+    "answer the user's requests, you cite your sources in your answers, according to those instructions.\n\n\n\n"
+    "## Available Tools\nHere is a list of tools that you have available to you:\n\n```python\n"
+    "def get_weather(location: string, unit: string, ) -> List[Dict]:\n"
+    "    '''Get current weather information for a location\n\n    Args:\n"
+    "        location (string): The city and state, e.g. San Francisco, CA\n"
+    "        unit (string): The unit of temperature to use\n    '''\n    pass\n```"
+    "<|END_OF_TURN_TOKEN|><|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>\n")
+
+
+def test_command_r_ranges_over_properties() -> None:
+    """Ollama's template/testdata/command-r.gotmpl/tools-single."""
+    tool = {"type": "function", "function": {
+        "name": "get_weather", "description": "Get current weather information for a location",
+        "parameters": {"type": "object", "required": ["location"], "properties": {
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"],
+                     "description": "The unit of temperature to use"},
+            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"}}}}}
+    tmpl = parse_ollama_template(template_text("command-r.gotmpl"))
+    assert tmpl.execute([], tools=to_tools([tool])) == COMMAND_R_TOOLS_SINGLE
