@@ -266,3 +266,17 @@ def test_command_r_ranges_over_properties() -> None:
             "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"}}}}}
     tmpl = parse_ollama_template(template_text("command-r.gotmpl"))
     assert tmpl.execute([], tools=to_tools([tool])) == COMMAND_R_TOOLS_SINGLE
+
+
+@pytest.mark.parametrize("message, expected", [
+    ({"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "get_weather", "arguments": {"location": "San Francisco, CA"}}}]},
+     "<｜Assistant｜>\n<｜tool▁calls▁begin｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+     '{"location":"San Francisco, CA"}\n```<｜tool▁call▁end｜>\n<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'),
+    ({"role": "tool", "content": '{"temperature": 22, "condition": "Sunny", "humidity": 45, "wind_speed": 10}'},
+     '\n<｜tool▁output▁begin｜>{"temperature": 22, "condition": "Sunny", "humidity": 45, "wind_speed": 10}'
+     "<｜tool▁output▁end｜>\n<｜Assistant｜>"),
+])
+def test_deepseek_tool_call_and_result(message: dict[str, Any], expected: str) -> None:
+    """Ollama's template/testdata/deepseek.gotmpl/tools-single-call and tools-single-result."""
+    assert parse_ollama_template(template_text("deepseek.gotmpl")).execute(to_messages([message])) == expected
