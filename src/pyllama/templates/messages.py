@@ -136,7 +136,6 @@ def tool_call(name: str, arguments: Any, index: int, call_id: str = "") -> dict[
             arguments = json.loads(arguments, object_pairs_hook=OrderedMap) if arguments.strip() else {}
         except json.JSONDecodeError:
             arguments = {}
-    call: dict[str, Any] = {"function": {"index": index, "name": name, "arguments": dict(arguments or {})}}
-    if call_id:
-        call["id"] = call_id
+    call: dict[str, Any] = {"id": call_id} if call_id else {}
+    call["function"] = {"index": index, "name": name, "arguments": dict(arguments or {})}
     return call
