@@ -180,3 +180,12 @@ def test_truncation_matches_ollamas_loop(num_ctx: int) -> None:
         if i == 5:
             msgs.append({"role": "system", "content": "middle"})
     assert build_prompt(CHATML, msgs, num_ctx=num_ctx, count_tokens=len).prompt == _ollama_linear_fit(msgs, num_ctx)
+
+
+def test_load_chat_templates_is_cached(vocab_model: Any) -> None:
+    from pyllama.templates import load_chat_templates
+
+    first = load_chat_templates(str(vocab_model.path))
+    assert first is load_chat_templates(str(vocab_model.path))
+    rendered = build_prompt(first, [{"role": "user", "content": "Hi!"}])
+    assert rendered.kind == "jinja" and rendered.prompt.endswith("<|im_start|>assistant\n")

@@ -21,7 +21,7 @@ from pyllama.templates.parsers import (
     ToolCallParser,
     new_call_id,
 )
-from pyllama.templates.prompt import RenderedPrompt, build_prompt, think_values
+from pyllama.templates.prompt import RenderedPrompt, build_prompt, load_chat_templates, think_values
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -40,6 +40,7 @@ __all__ = [
     "build_prompt",
     "chat_messages",
     "generate_messages",
+    "load_chat_templates",
     "model_capabilities",
     "new_call_id",
     "parse_ollama_template",

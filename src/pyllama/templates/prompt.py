@@ -10,6 +10,7 @@ carries what is needed to parse the model's answer (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -71,6 +72,18 @@ class RenderedPrompt:
         from pyllama.templates.parsers import make_output_parser
 
         return make_output_parser(self)
+
+
+@functools.lru_cache(maxsize=8)
+def load_chat_templates(model_path: str) -> ChatTemplates:
+    """The GGUF's Jinja chat templates for ``model_path``, cached per path.
+
+    Loads only the vocabulary (about 0.1 s), so the HTTP process can render
+    and parse without the weights; blobs never change, so the cache is safe.
+    """
+    from pyllama import _native
+
+    return _native.ChatTemplates(_native.Model(model_path, vocab_only=True))
 
 
 def think_values(think: Think, default_think: bool = False) -> tuple[bool, str, bool]:
