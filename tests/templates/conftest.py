@@ -1,4 +1,4 @@
-"""Fixtures for the prompt-template tests: template texts, conversations, tools."""
+"""Fixtures for the prompt-template tests: llama.cpp chat templates over SmolLM2's vocabulary."""
 
 from __future__ import annotations
 
@@ -7,53 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-DATA = Path(__file__).parent / "data"
-JINJA = Path(__file__).resolve().parents[2] / "llama.cpp" / "models" / "templates"
-
-CONVERSATIONS: dict[str, list[dict[str, Any]]] = {
-    "user": [{"role": "user", "content": "Hello, how are you?"}],
-    "user-assistant-user": [
-        {"role": "user", "content": "Hello, how are you?"},
-        {"role": "assistant", "content": "I'm doing great. How can I help you today?"},
-        {"role": "user", "content": "I'd like to show off how chat templating works!"},
-    ],
-    "system-user-assistant-user": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "Hello, how are you?"},
-        {"role": "assistant", "content": "I'm doing great. How can I help you today?"},
-        {"role": "user", "content": "I'd like to show off how chat templating works!"},
-    ],
-}
-
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "required": ["city"],
-            "properties": {
-                "city": {"type": "string", "description": "City name"},
-                "unit": {"type": "string", "enum": ["c", "f"]},
-            },
-        },
-    },
-}
-TIME_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
-}
-
-
-def template_text(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-@pytest.fixture
-def weather_tool() -> dict[str, Any]:
-    return WEATHER_TOOL
+from templatesutil import JINJA
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CONVERSATIONS, TIME_TOOL, WEATHER_TOOL, template_text
+from templatesutil import CONVERSATIONS, TIME_TOOL, WEATHER_TOOL, template_text
 
 from pyllama.templates.gotypes import to_messages, to_tools
 from pyllama.templates.ollama import OllamaTemplate, collate, parse_ollama_template

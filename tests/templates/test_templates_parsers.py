@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import TIME_TOOL, WEATHER_TOOL
+from templatesutil import TIME_TOOL, WEATHER_TOOL
 
 from pyllama.templates import build_prompt
 from pyllama.templates.parsers import GoOutputParser, OutputParser, ParsedDelta, ThinkingParser, ToolCallParser

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import WEATHER_TOOL, template_text
+from templatesutil import WEATHER_TOOL, template_text
 
 from pyllama.store.gguf_meta import GGUFInfo
 from pyllama.templates import (
