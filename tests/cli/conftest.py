@@ -1,0 +1,58 @@
+"""CLI tests drive `python -m pyllama ...` as a user types it, against a
+server started with `pyllama serve`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from serverutil import SRC_DIR, _stop, free_port, wait_http
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class CLI:
+    host: str
+    home: Path
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyllama", *args], input=input, capture_output=True,
+                              text=True, timeout=timeout,
+                              env=clean_env(PYLLAMA_HOST=self.host, HOME=str(self.home)))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLI]:
+    root = tmp_path_factory.mktemp("cli")
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "pyllama", "serve", "--models", str(root / "models")],
+                            env=clean_env(PYLLAMA_HOST=host, PYLLAMA_NUM_THREADS="1", HOME=str(root)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://{host}/", proc)
+        yield CLI(host, root)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def smol(served: CLI, model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`smollm2:135m` created from a Modelfile through `pyllama create`."""
+    work = tmp_path_factory.mktemp("modelfile")
+    (work / "Modelfile").write_text(f"FROM {model_path}\nPARAMETER temperature 0\nSYSTEM You are terse.\n")
+    result = served("create", "smollm2:135m", "-f", str(work / "Modelfile"))
+    assert result.returncode == 0, result.stderr
+    return "smollm2:135m"
