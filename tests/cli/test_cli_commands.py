@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CLI, clean_env
+from cliutil import CLI, clean_env
 from serverutil import free_port
 
 
