@@ -8,14 +8,17 @@ inference routers are added beside the model-management one.  Run with
 from __future__ import annotations
 
 import logging
+import os
 
 from litestar import Litestar, Response, route
 from litestar.datastructures import State
 
 from pyllama.config import Config
+from pyllama.scheduler import Scheduler
 from pyllama.server.errors import EXCEPTION_HANDLERS
 from pyllama.server.guard import RequestGuard
 from pyllama.server.models import models_router
+from pyllama.server.ollama import inference_router
 from pyllama.store.layout import Store
 
 log = logging.getLogger(__name__)
@@ -33,23 +36,42 @@ async def version() -> Response[dict[str, str]]:
     return Response(content={"version": OLLAMA_API_VERSION})
 
 
+def runner_threads(env: dict[str, str] | None = None) -> int:
+    """Threads per runner from ``PYLLAMA_NUM_THREADS`` (0 or unset: the engine's default).
+
+    Not an Ollama setting; tests and shared machines set 1 because ggml's
+    worker threads spin.
+    """
+    raw = (env if env is not None else os.environ).get("PYLLAMA_NUM_THREADS", "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
 def create_app(config: Config | None = None) -> Litestar:
     """Build the app for ``config`` (default: from the environment)."""
     config = config or Config.from_env()
     store = Store(config.models, noprune=config.noprune)
+    state = State({"config": config, "store": store})
 
-    def on_startup() -> None:
+    def on_startup(app: Litestar) -> None:
         store.root.mkdir(parents=True, exist_ok=True)
         try:
             store.prune_on_start()
         except OSError as exc:
             log.warning("startup prune failed: %s", exc)
+        # One scheduler per app, created inside the server's event loop.
+        app.state.scheduler = Scheduler(config, n_threads=runner_threads())
+
+    async def on_shutdown(app: Litestar) -> None:
+        scheduler: Scheduler | None = app.state.get("scheduler")
+        if scheduler is not None:
+            await scheduler.close()
 
     app = Litestar(
-        route_handlers=[root, version, models_router],
-        state=State({"config": config, "store": store}),
+        route_handlers=[root, version, models_router, inference_router],
+        state=state,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
         request_max_body_size=None,
         debug=False,
     )
