@@ -280,3 +280,12 @@ def test_command_r_ranges_over_properties() -> None:
 def test_deepseek_tool_call_and_result(message: dict[str, Any], expected: str) -> None:
     """Ollama's template/testdata/deepseek.gotmpl/tools-single-call and tools-single-result."""
     assert parse_ollama_template(template_text("deepseek.gotmpl")).execute(to_messages([message])) == expected
+
+
+def test_argument_numbers_are_go_float64s() -> None:
+    """Go decodes JSON numbers into float64: fmt prints big ones in e-notation, json does not."""
+    tmpl = OllamaTemplate("{{ range .Messages }}{{ range .ToolCalls }}{{ range $k, $v := .Function.Arguments }}"
+                          "{{ $v }} {{ end }}{{ .Function.Arguments }}{{ end }}{{ end }}")
+    msgs = to_messages([{"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "f", "arguments": {"big": 12345678, "small": 22, "ratio": 0.5, "ok": True}}}]}])
+    assert tmpl.execute(msgs) == '1.2345678e+07 true 0.5 22 {"big":12345678,"small":22,"ratio":0.5,"ok":true}'

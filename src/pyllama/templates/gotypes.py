@@ -17,11 +17,24 @@ from typing import Any
 from pyllama.templates.gotemplate.values import GoList, GoStruct, OrderedMap, json_marshal
 
 
+def _any(value: Any) -> Any:
+    """A decoded JSON value as Go's ``any`` holds it: every number is a float64."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _any(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_any(v) for v in value]
+    return value
+
+
 def _ordered(value: Any) -> OrderedMap:
     """A JSON object kept in the client's key order (nested objects stay Go maps)."""
     if isinstance(value, str):
         value = json.loads(value, object_pairs_hook=OrderedMap) if value.strip() else {}
-    return OrderedMap((str(k), v) for k, v in dict(value or {}).items())
+    return OrderedMap((str(k), _any(v)) for k, v in dict(value or {}).items())
 
 
 def _omit(out: OrderedMap, key: str, value: Any) -> None:
@@ -56,9 +69,9 @@ class ToolProperty(GoStruct):
         kind = data.get("type")
         self.AnyOf = [ToolProperty(p) for p in data.get("anyOf") or []]
         self.Type = PropertyType([kind] if isinstance(kind, str) else list(kind or []))
-        self.Items = data.get("items")
+        self.Items = _any(data.get("items"))
         self.Description = str(data.get("description") or "")
-        self.Enum = list(data.get("enum") or [])
+        self.Enum = _any(list(data.get("enum") or []))
         props = data.get("properties")
         self.Properties = None if props is None else OrderedMap((k, ToolProperty(v)) for k, v in props.items())
         self.Required = list(data.get("required") or [])
@@ -96,8 +109,8 @@ class ToolFunctionParameters(GoStruct):
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.Type = str(data.get("type") or "")
-        self.Defs = data.get("$defs")
-        self.Items = data.get("items")
+        self.Defs = _any(data.get("$defs"))
+        self.Items = _any(data.get("items"))
         self.Required = list(data.get("required") or [])
         props = data.get("properties")
         self.Properties = None if props is None else OrderedMap((k, ToolProperty(v)) for k, v in props.items())
@@ -142,7 +155,7 @@ class Tool(GoStruct):
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.Type = str(data.get("type") or "")
-        self.Items = data.get("items")
+        self.Items = _any(data.get("items"))
         self.Function = ToolFunction(data.get("function") or {})
 
     def go_json(self) -> Any:
