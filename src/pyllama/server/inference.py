@@ -111,23 +111,20 @@ def check_images(images: Sequence[str] | None) -> list[bytes]:
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
-def format_grammar(raw: msgspec.Raw | None) -> str:
+def format_grammar(value: Any) -> str:
     """``format`` -> GBNF: "json" is any object, an object is a JSON Schema; null/"" unset."""
-    if raw is None:
+    if value is None or value == "":
         return ""
-    text = bytes(raw).strip()
-    if text in (b"", b"null", b'""'):
-        return ""
-    if text == b'"json"':
+    if value == "json":
         return JSON_OBJECT_GRAMMAR
-    if not text.startswith(b"{"):
-        quoted = json.dumps(text.decode("utf-8", errors="replace"))
+    if not isinstance(value, dict):
+        quoted = json.dumps(msgspec.json.encode(value).decode())
         raise RequestError(f'invalid format: {quoted}; expected "json" or a valid JSON Schema object')
     from pyllama import _native
 
     try:
-        return _native.json_schema_to_grammar(text)
-    except (ValueError, RuntimeError):
+        return _native.json_schema_to_grammar(value)
+    except (ValueError, RuntimeError, TypeError):
         raise RequestError("invalid JSON schema in format") from None
 
 
@@ -330,24 +327,39 @@ class GenerationFailed(Exception):
 
 async def parsed_events(events: AsyncIterator[Event], parser: OutputParser, *, started_ns: int,
                         loaded_ns: int) -> AsyncIterator[Delta | Final]:
-    """Engine events -> parsed deltas, then one Final. A Failure raises GenerationFailed."""
-    async for event in events:
-        if isinstance(event, Chunk):
-            parsed = parser.feed(event.text) if event.text else None
-            delta = Delta(logprobs=api_logprobs(event.logprobs))
-            if parsed:
-                delta.content, delta.thinking = parsed.content, parsed.thinking
-                delta.tool_calls = api_tool_calls(parsed.tool_calls)
-            if delta:
-                yield delta
-        elif isinstance(event, Done):
-            rest = parser.finish()
-            if rest:
-                yield Delta(rest.content, rest.thinking, api_tool_calls(rest.tool_calls))
-            yield final_from(event, started_ns, loaded_ns)
-            return
-        elif isinstance(event, Failure):
-            raise GenerationFailed(event.message, 400 if event.kind == "context" else 500)
+    """Engine events -> parsed deltas, then one Final. A Failure raises GenerationFailed.
+
+    Closing this iterator closes ``events``, which frees the slot at once
+    (and cancels the request in the runner if it is still running).
+    """
+    try:
+        async for event in events:
+            if isinstance(event, Chunk):
+                parsed = parser.feed(event.text) if event.text else None
+                delta = Delta(logprobs=api_logprobs(event.logprobs))
+                if parsed:
+                    delta.content, delta.thinking = parsed.content, parsed.thinking
+                    delta.tool_calls = api_tool_calls(parsed.tool_calls)
+                if delta:
+                    yield delta
+            elif isinstance(event, Done):
+                rest = parser.finish()
+                if rest:
+                    yield Delta(rest.content, rest.thinking, api_tool_calls(rest.tool_calls))
+                final = final_from(event, started_ns, loaded_ns)
+                await _close(events)  # release the slot (and apply keep_alive 0) before the last line goes out
+                yield final
+                return
+            elif isinstance(event, Failure):
+                raise GenerationFailed(event.message, 400 if event.kind == "context" else 500)
+    finally:
+        await _close(events)
+
+
+async def _close(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def final_from(done: Done, started_ns: int, loaded_ns: int) -> Final:

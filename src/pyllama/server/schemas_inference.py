@@ -2,8 +2,7 @@
 
 Requests decode leniently (unknown fields ignored, as Ollama does); a field
 of the wrong type is a 400 naming it. Fields whose JSON type varies
-(``format``, ``think``, ``keep_alive``, ``input``) arrive as ``msgspec.Raw``
-or ``Any`` and are checked by the route with Ollama's own words.
+(``format``, ``think``, ``keep_alive``, ``input``) arrive as ``Any`` and are checked by the route with Ollama's own words.
 
 Responses are encoded in Ollama's field order with its ``omitempty``
 rules: fields without a default (``response``, ``done``,
@@ -47,7 +46,7 @@ class InferenceRequest(msgspec.Struct, kw_only=True):
     """Fields /api/generate and /api/chat share."""
 
     model: str = ""
-    format: msgspec.Raw | None = None
+    format: Any = None
     options: dict[str, Any] | None = None
     keep_alive: Any = None
     think: Any = None

@@ -1,0 +1,57 @@
+"""Shared setup for the inference API tests: a server with SmolLM2 stored as ``smol``.
+
+Runners use one thread (ggml's workers spin on a shared machine) and every
+request keeps its context small (``num_ctx`` 512) so one runner serves them all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ollama
+
+from serverutil import start_server
+
+MODEL = "smol"
+OPTIONS: dict[str, Any] = {"num_ctx": 512, "temperature": 0, "seed": 42}
+CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+           "eval_duration")
+
+
+@contextmanager
+def inference_server(models_dir: Path, model_path: Path, parallel: int = 4) -> Iterator[str]:
+    """Start a server on ``models_dir`` and store SmolLM2 there as ``smol``; yields the base URL."""
+    env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_NUM_PARALLEL": str(parallel)}
+    with start_server(env) as base:
+        client = ollama.Client(host=base)
+        client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
+        yield base
+
+
+def options(**extra: Any) -> dict[str, Any]:
+    return {**OPTIONS, **extra}
+
+
+def ndjson(base: str, path: str, body: dict[str, Any]) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    """POST and read an NDJSON stream; every line must be one compact JSON object."""
+    with httpx.stream("POST", base + path, json=body, timeout=120) as resp:
+        lines = [line for line in resp.iter_lines() if line]
+    objects = []
+    for line in lines:
+        obj = json.loads(line)
+        assert json.dumps(obj, separators=(",", ":"), ensure_ascii=False) == line
+        objects.append(obj)
+    return resp, objects
+
+
+def post(base: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+    if isinstance(body, (bytes, str)):
+        return httpx.post(base + path, content=body, timeout=120, **kwargs)
+    return httpx.post(base + path, json=body, timeout=120, **kwargs)
