@@ -174,7 +174,7 @@ def test_jinja_streaming_equals_one_final_parse(jinja_templates: Any, template: 
     assert rendered.chat_params is not None
     final = _native.parse_chat_output(output, rendered.chat_params)
     assert got.content == final["content"]
-    assert got.thinking == final.get("reasoning_content", "")
+    assert got.thinking == final.get("reasoning_content", "").lstrip()
     assert [c["function"]["name"] for c in got.tool_calls] == [c["name"] for c in final["tool_calls"]]
 
 
@@ -183,3 +183,12 @@ def test_thinking_left_open_earlier_in_the_prompt() -> None:
     assert run(parser, "more</think>done", 3).thinking == "more"
     closed = GoOutputParser(thinking_tags=("<think>", "</think>"), think=True, prompt="<think>\n\n</think>\n\n")
     assert run(closed, "answer", 3).content == "answer"
+
+
+def test_jinja_forced_open_thinking(jinja_templates: Any) -> None:
+    """DeepSeek-R1's template opens <think> in the prompt: the output starts inside the thinking."""
+    rendered = build_prompt(jinja_templates("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
+                            [{"role": "user", "content": "hi"}], think=True)
+    assert rendered.prompt.endswith("<think>\n")
+    got = run(rendered.output_parser(), "I think hard.</think>Hello there.", 2)
+    assert (got.thinking, got.content) == ("I think hard.", "Hello there.")

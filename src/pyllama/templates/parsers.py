@@ -381,7 +381,9 @@ class JinjaOutputParser:
         delta = ParsedDelta()
         self.raw_content = str(result.get("content") or "")
         delta.content, self.content = self._advance(self.content, self.raw_content, final)
-        delta.thinking, self.thinking = self._advance(self.thinking, str(result.get("reasoning_content") or ""), final)
+        # thinking starts at its first non-space character, as Ollama's thinking parser has it
+        thinking = str(result.get("reasoning_content") or "").lstrip()
+        delta.thinking, self.thinking = self._advance(self.thinking, thinking, final)
         calls = list(result.get("tool_calls") or [])
         ready = len(calls) if final else max(len(calls) - 1, 0)  # the last one may still grow
         for call in calls[self.calls_sent:ready]:
