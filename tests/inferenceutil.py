@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import ollama
+import pytest
 
 from serverutil import start_server
 
@@ -33,6 +34,12 @@ def inference_server(models_dir: Path, model_path: Path, parallel: int = 4) -> I
         client = ollama.Client(host=base)
         client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
         yield base
+
+
+@pytest.fixture(scope="module")
+def client(base: str) -> ollama.Client:
+    """The official client on the module's server (each test module defines ``base``)."""
+    return ollama.Client(host=base, timeout=120)
 
 
 def options(**extra: Any) -> dict[str, Any]:

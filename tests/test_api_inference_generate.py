@@ -9,6 +9,7 @@ from pathlib import Path
 import ollama
 import pytest
 
+from inferenceutil import client  # noqa: F401 - a fixture
 from inferenceutil import CREATED_AT, METRICS, MODEL, inference_server, ndjson, options, post
 
 PROMPT = "Write one sentence about the sea."
@@ -18,11 +19,6 @@ PROMPT = "Write one sentence about the sea."
 def base(module_models_dir: Path, model_path: Path) -> Iterator[str]:
     with inference_server(module_models_dir, model_path) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def client(base: str) -> ollama.Client:
-    return ollama.Client(host=base, timeout=120)
 
 
 def test_generate_stream_matches_non_stream(base: str, client: ollama.Client) -> None:

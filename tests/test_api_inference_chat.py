@@ -1,0 +1,161 @@
+"""/api/chat through a real server: streaming and not, history shapes, structured outputs,
+concurrent streams, client disconnects, and the 400s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import ollama
+import pytest
+
+from inferenceutil import client  # noqa: F401 - a fixture
+from inferenceutil import CREATED_AT, METRICS, MODEL, inference_server, ndjson, options, post
+
+HELLO = [{"role": "user", "content": "Name three colours."}]
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "pets": {"type": "array", "items": {"type": "string", "enum": ["cat", "dog"]}, "maxItems": 2},
+    },
+    "required": ["name", "age", "pets"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def base(module_models_dir: Path, model_path: Path) -> Iterator[str]:
+    with inference_server(module_models_dir, model_path, parallel=4) as url:
+        yield url
+
+
+def test_chat_stream_and_non_stream(base: str, client: ollama.Client) -> None:
+    whole = client.chat(MODEL, messages=HELLO, options=options(num_predict=10))
+    assert whole.message.role == "assistant" and whole.message.content
+    assert whole.done and whole.done_reason in ("stop", "length")
+    for name in METRICS:
+        assert isinstance(getattr(whole, name), int) and getattr(whole, name) > 0, name
+
+    parts = list(client.chat(MODEL, messages=HELLO, stream=True, options=options(num_predict=10)))
+    assert "".join(p.message.content for p in parts) == whole.message.content
+    assert parts[-1].done and parts[-1].message.content == ""
+
+    resp, lines = ndjson(base, "/api/chat", {"model": MODEL, "messages": HELLO, "options": options(num_predict=10)})
+    assert resp.headers["content-type"].startswith("application/x-ndjson")
+    *chunks, last = lines
+    for chunk in chunks:
+        assert chunk["message"]["role"] == "assistant" and isinstance(chunk["message"]["content"], str)
+        assert chunk["done"] is False and CREATED_AT.match(chunk["created_at"])
+        assert "thinking" not in chunk["message"] and "tool_calls" not in chunk["message"]
+    assert last["message"] == {"role": "assistant", "content": ""} and last["done"] is True
+    assert "context" not in last
+    assert all(isinstance(last[name], int) for name in METRICS)
+
+
+def test_history_with_tool_calls_thinking_and_tool_results(base: str) -> None:
+    messages = [
+        {"role": "SYSTEM", "content": "You answer briefly."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "thinking": "I should call the tool.",
+         "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "18C and sunny", "tool_name": "get_weather"},
+        {"role": "user", "content": "Thanks. Summarise."},
+    ]
+    body = post(base, "/api/chat", {"model": MODEL, "messages": messages, "_debug_render_only": True}).json()
+    rendered = body["_debug_info"]["rendered_template"]
+    assert "You answer briefly." in rendered and "18C and sunny" in rendered and "Summarise" in rendered
+    out = post(base, "/api/chat", {"model": MODEL, "messages": messages, "stream": False,
+                                   "options": options(num_predict=3)})
+    assert out.status_code == 200 and out.json()["done"] is True
+
+
+def test_logprobs_in_chat(base: str) -> None:
+    body = post(base, "/api/chat", {"model": MODEL, "messages": HELLO, "stream": False, "logprobs": True,
+                                    "options": options(num_predict=3)}).json()
+    assert len(body["logprobs"]) == 3 and "top_logprobs" not in body["logprobs"][0]
+
+
+def test_structured_output_follows_schema(client: ollama.Client) -> None:
+    out = client.chat(MODEL, messages=[{"role": "user", "content": "Describe a person as JSON."}], format=PERSON,
+                      options=options(num_predict=120))
+    assert out.done_reason == "stop", out
+    value = json.loads(out.message.content)
+    jsonschema.validate(value, PERSON)
+
+
+def test_format_json_is_an_object(client: ollama.Client) -> None:
+    out = client.generate(MODEL, "List two fruits as JSON.", format="json", options=options(num_predict=40))
+    assert out.response.lstrip().startswith("{")
+    if out.done_reason == "stop":
+        assert isinstance(json.loads(out.response), dict)
+
+
+def test_concurrent_streams_match_sequential(base: str, client: ollama.Client) -> None:
+    prompts = ["Name a fruit.", "Name a planet.", "Name an ocean.", "Name a metal."]
+    sequential = [client.chat(MODEL, messages=[{"role": "user", "content": p}],
+                              options=options(num_predict=8)).message.content for p in prompts]
+
+    async def one(aclient: ollama.AsyncClient, prompt: str) -> str:
+        text = ""
+        async for part in await aclient.chat(MODEL, messages=[{"role": "user", "content": prompt}], stream=True,
+                                             options=options(num_predict=8)):
+            text += part.message.content
+        return text
+
+    async def all_at_once() -> list[str]:
+        aclient = ollama.AsyncClient(host=base, timeout=120)
+        return list(await asyncio.gather(*(one(aclient, p) for p in prompts)))
+
+    assert asyncio.run(all_at_once()) == sequential
+
+
+def test_disconnect_frees_the_slot(base: str, client: ollama.Client) -> None:
+    # Counting never ends on its own, so only a cancel frees these slots.
+    endless = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "raw": True,
+               "options": options(num_predict=100000, num_ctx=512)}
+    for _ in range(4):  # as many streams as the runner has slots
+        with httpx.stream("POST", base + "/api/generate", json=endless, timeout=60) as resp:
+            lines = resp.iter_lines()
+            assert json.loads(next(lines))["done"] is False
+    after = client.chat(MODEL, messages=HELLO, options=options(num_predict=3))
+    assert after.done and after.eval_count == 3
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    ({"model": "", "messages": HELLO}, 400, "model is required"),
+    ({"model": "nope", "messages": HELLO}, 404, "model 'nope' not found"),
+    ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, 400, "invalid role 'wizard'"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": 3}]}, 400, "$.messages[0].content"),
+    ({"model": MODEL, "messages": "hello"}, 400, "$.messages"),
+    ({"model": MODEL, "messages": [{"role": "assistant", "content": "",
+                                    "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]}, 400,
+     "arguments"),
+    ({"model": MODEL, "messages": HELLO, "think": True}, 400, '"smol" does not support thinking'),
+    ({"model": MODEL, "messages": HELLO, "top_logprobs": -1}, 400, "top_logprobs must be between 0 and 20"),
+    ({"model": MODEL, "messages": HELLO, "options": {"stop": 5}}, 400, 'option "stop" must be of type array'),
+    ({"model": MODEL, "messages": HELLO, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400,
+     "registry.ollama.ai/library/smol:latest does not support tools"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "x", "images": ["aGVsbG8="]}]}, 400,
+     "this model is missing data required for image input"),
+    ({"model": MODEL, "messages": HELLO, "format": 5}, 400, "invalid format"),
+])
+def test_chat_errors(base: str, body: dict[str, Any], status: int, error: str) -> None:
+    resp = post(base, "/api/chat", body)
+    assert resp.status_code == status, resp.text
+    assert error in resp.json()["error"]
+
+
+def test_chat_load_and_unload(base: str, client: ollama.Client) -> None:
+    loaded = post(base, "/api/chat", {"model": MODEL, "messages": [], "options": options()}).json()
+    assert loaded["message"] == {"role": "assistant", "content": ""} and loaded["done_reason"] == "load"
+    assert "smol:latest" in [m.name for m in client.ps().models]
+    unloaded = post(base, "/api/chat", {"model": MODEL, "keep_alive": 0}).json()
+    assert unloaded["done_reason"] == "unload" and unloaded["done"] is True
+    assert "smol:latest" not in [m.name for m in client.ps().models]
