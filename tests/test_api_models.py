@@ -374,7 +374,9 @@ def test_capabilities_from_gguf_and_template(server: str, tmp_path: Path) -> Non
     assert client.show("embedder").capabilities == ["embedding"]
     plain = client.create_blob(write_tiny_llama(tmp_path / "p.gguf", seed=2))
     client.create("tooly", files={"model.gguf": plain},
-                  template="{{ if .Tools }}T{{ end }}{{ if .Suffix }}<fim>{{ end }}{{ .Thinking }}{{ .Prompt }}")
+                  template="{{ if .Tools }}T{{ end }}{{ if .Suffix }}<fim>{{ end }}"
+                           "{{ range .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}"
+                           "{{ .Content }}{{ end }}")
     assert client.show("tooly").capabilities == ["completion", "tools", "insert", "thinking"]
     vision = client.create_blob(write_tiny_llama(tmp_path / "v.gguf", extra_kv={"llama.vision.block_count": 2}, seed=3))
     client.create("seer", files={"model.gguf": vision})

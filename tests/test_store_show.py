@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ggufutil import write_tiny_llama
-from pyllama.store.capabilities import compute_capabilities
+from pyllama.templates.capabilities import model_capabilities
 from pyllama.store.gguf_meta import ElidedArray, GGUFError, human_number, read_gguf
 from pyllama.store.gotemplate import check_go_template
 from pyllama.store.show import format_time, go_float, go_quote, parameters_text
@@ -64,13 +64,16 @@ def test_capabilities_rules(tmp_path: Path) -> None:
     plain = read_gguf(write_tiny_llama(tmp_path / "p.gguf"))
     fim = read_gguf(write_tiny_llama(tmp_path / "f.gguf", extra_kv={"tokenizer.ggml.fim_pre_token_id": 3}))
     bert = read_gguf(write_tiny_llama(tmp_path / "b.gguf", arch="bert"))
-    assert compute_capabilities(plain) == ["completion"]
-    assert compute_capabilities(fim) == ["completion", "insert"]
-    assert compute_capabilities(bert) == ["embedding"]
-    assert compute_capabilities(plain, has_projector=True) == ["completion", "vision"]
+    assert model_capabilities(plain) == ["completion"]
+    assert model_capabilities(fim) == ["completion", "insert"]
+    assert model_capabilities(bert) == ["embedding"]
+    assert model_capabilities(plain, has_projector=True) == ["completion", "vision"]
     jinja = "{% if tools %}{{ tools | tojson }}{% endif %}{% if enable_thinking %}<think>{% endif %}"
-    assert compute_capabilities(plain, jinja) == ["completion", "tools", "thinking"]
-    assert compute_capabilities(plain, "{{ .Prompt }}", extra=["audio"]) == ["completion", "audio"]
+    assert model_capabilities(plain, jinja_template=jinja) == ["completion", "tools", "thinking"]
+    assert model_capabilities(plain, go_template="{{ .Prompt }}", extra=["audio"]) == ["completion", "audio"]
+    # A TEMPLATE layer decides insert by .Suffix, not by the GGUF's FIM tokens (Ollama's rule).
+    assert model_capabilities(fim, go_template="{{ .Prompt }}") == ["completion"]
+    assert model_capabilities(fim, go_template="{{ .Prompt }}{{ .Suffix }}") == ["completion", "insert"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """The model store: names, manifests and blobs, Modelfiles, GGUF metadata,
 model creation and the registry client."""
 
-from pyllama.store.capabilities import compute_capabilities
 from pyllama.store.errors import InvalidRequest, NotFound, RegistryError, StoreError
 from pyllama.store.layout import Store, StoredModel
 from pyllama.store.model import LocalModel, find_model, load_model
@@ -16,7 +15,6 @@ __all__ = [
     "Store",
     "StoredModel",
     "StoreError",
-    "compute_capabilities",
     "find_model",
     "load_model",
     "parse_name",

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyllama.store.capabilities import compute_capabilities
 from pyllama.store.errors import NotFound, StoreError
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 from pyllama.store.layout import Store, StoredModel
@@ -75,11 +74,17 @@ class LocalModel:
         return chat if isinstance(chat, str) else ""
 
     def capabilities(self, info: GGUFInfo | None = None) -> list[str]:
+        # Imported here: the templates package builds on the store.
+        from pyllama.templates.capabilities import model_capabilities
+
         info = info if info is not None else self.gguf()
-        return compute_capabilities(
+        chat = info.kv.get("tokenizer.chat_template") if info is not None else None
+        return model_capabilities(
             info,
-            self.effective_template(info),
+            go_template=self.template,
+            jinja_template=chat if isinstance(chat, str) else "",
             has_projector=bool(self.projector_paths),
+            family=self.config.model_family,
             extra=self.config.capabilities,
         )
 
