@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import ollama
 import pytest
 
@@ -44,7 +44,7 @@ def test_chat_stream_and_non_stream(base: str, client: ollama.Client) -> None:
         assert isinstance(getattr(whole, name), int) and getattr(whole, name) > 0, name
 
     parts = list(client.chat(MODEL, messages=HELLO, stream=True, options=options(num_predict=10)))
-    assert "".join(p.message.content for p in parts) == whole.message.content
+    assert "".join(p.message.content or "" for p in parts) == whole.message.content
     assert parts[-1].done and parts[-1].message.content == ""
 
     resp, lines = ndjson(base, "/api/chat", {"model": MODEL, "messages": HELLO, "options": options(num_predict=10)})
@@ -86,15 +86,15 @@ def test_structured_output_follows_schema(client: ollama.Client) -> None:
     out = client.chat(MODEL, messages=[{"role": "user", "content": "Describe a person as JSON."}], format=PERSON,
                       options=options(num_predict=120))
     assert out.done_reason == "stop", out
-    value = json.loads(out.message.content)
+    value = json.loads(out.message.content or "")
     jsonschema.validate(value, PERSON)
 
 
 def test_format_json_is_an_object(client: ollama.Client) -> None:
     out = client.generate(MODEL, "List two fruits as JSON.", format="json", options=options(num_predict=40))
-    assert out.response.lstrip().startswith("{")
+    assert (out.response or "").lstrip().startswith("{")
     if out.done_reason == "stop":
-        assert isinstance(json.loads(out.response), dict)
+        assert isinstance(json.loads(out.response or ""), dict)
 
 
 def test_concurrent_streams_match_sequential(base: str, client: ollama.Client) -> None:
@@ -106,7 +106,7 @@ def test_concurrent_streams_match_sequential(base: str, client: ollama.Client) -
         text = ""
         async for part in await aclient.chat(MODEL, messages=[{"role": "user", "content": prompt}], stream=True,
                                              options=options(num_predict=8)):
-            text += part.message.content
+            text += part.message.content or ""
         return text
 
     async def all_at_once() -> list[str]:
@@ -159,3 +159,39 @@ def test_chat_load_and_unload(base: str, client: ollama.Client) -> None:
     unloaded = post(base, "/api/chat", {"model": MODEL, "keep_alive": 0}).json()
     assert unloaded["done_reason"] == "unload" and unloaded["done"] is True
     assert "smol:latest" not in [m.name for m in client.ps().models]
+
+
+TOOLS_TEMPLATE = """{{- if .Tools }}<|im_start|>system
+Call a tool by answering with JSON. Tools: {{ json .Tools }}<|im_end|>
+{{ end }}
+{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ if .ToolCalls }}{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end }}
+{{- else }}{{ .Content }}{{ end }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"""
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}
+# Forces the model to answer with exactly one call, so the tool-call parser has something to find.
+CALL = {"type": "object", "additionalProperties": False, "required": ["name", "arguments"], "properties": {
+    "name": {"type": "string", "enum": ["get_weather"]},
+    "arguments": {"type": "object", "additionalProperties": False, "required": ["city"],
+                  "properties": {"city": {"type": "string", "enum": ["Paris"]}}}}}
+
+
+def test_tool_calls_stream_as_whole_objects(base: str, client: ollama.Client, model_path: Path) -> None:
+    client.create("smol-tools", files={"model.gguf": client.create_blob(model_path)}, template=TOOLS_TEMPLATE)
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    body = {"model": "smol-tools", "messages": messages, "tools": [WEATHER], "format": CALL,
+            "options": options(num_predict=40)}
+    _, lines = ndjson(base, "/api/chat", body)
+    calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
+    assert len(calls) == 1
+    call = calls[0]
+    assert list(call) == ["id", "function"] and call["id"].startswith("call_") and len(call["id"]) == 13
+    assert call["function"] == {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert "".join(line["message"]["content"] for line in lines).strip() == ""
+
+    whole = client.chat("smol-tools", messages=messages, tools=[WEATHER], format=CALL,
+                        options=options(num_predict=40))
+    assert whole.message.tool_calls and whole.message.tool_calls[0].function.arguments == {"city": "Paris"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import ollama
@@ -19,7 +19,7 @@ def base(module_models_dir: Path, model_path: Path) -> Iterator[str]:
         yield url
 
 
-def norm(vector: list[float]) -> float:
+def norm(vector: Sequence[float]) -> float:
     return math.sqrt(sum(v * v for v in vector))
 
 
@@ -45,16 +45,17 @@ def test_embed_dimensions_renormalise(base: str) -> None:
 
 
 def test_embed_empty_input_loads(base: str) -> None:
-    for empty in ("", [], None):
+    empties: list[object] = ["", [], None]
+    for empty in empties:
         assert post(base, "/api/embed", {"model": MODEL, "input": empty}).json() == {"model": MODEL,
                                                                                       "embeddings": []}
 
 
 def test_legacy_embeddings_not_normalised(client: ollama.Client, base: str) -> None:
     legacy = client.embeddings(MODEL, prompt="The cat sat.", options=options())
-    assert len(legacy.embedding) == 576 and abs(norm(list(legacy.embedding)) - 1.0) > 1e-3
+    assert len(legacy.embedding) == 576 and abs(norm(legacy.embedding) - 1.0) > 1e-3
     normalised = client.embed(MODEL, input="The cat sat.", options=options()).embeddings[0]
-    scale = norm(list(legacy.embedding))
+    scale = norm(legacy.embedding)
     assert [v / scale for v in legacy.embedding] == pytest.approx(normalised, abs=1e-4)
     assert post(base, "/api/embeddings", {"model": MODEL, "prompt": ""}).json() == {"embedding": []}
 
@@ -80,4 +81,4 @@ def test_embed_errors(base: str, path: str, body: dict[str, object], status: int
 
 def test_embed_truncates_by_default(client: ollama.Client) -> None:
     out = client.embed(MODEL, input="word " * 600, options={"num_ctx": 64})
-    assert len(out.embeddings[0]) == 576 and out.prompt_eval_count <= 64
+    assert len(out.embeddings[0]) == 576 and 0 < (out.prompt_eval_count or 0) <= 64

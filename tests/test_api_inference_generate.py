@@ -66,7 +66,8 @@ def test_non_stream_wire_shape(base: str) -> None:
 def test_context_continues_and_raw_omits_it(client: ollama.Client) -> None:
     first = client.generate(MODEL, "My name is Ada.", options=options(num_predict=4))
     second = client.generate(MODEL, "What is my name?", context=first.context, options=options(num_predict=4))
-    assert second.context[: len(first.context)] == first.context  # the old turn is the new prompt's prefix
+    assert first.context and second.context
+    assert list(second.context[: len(first.context)]) == list(first.context)  # the old turn is the new prompt's prefix
     raw = client.generate(MODEL, "The capital of France is", raw=True, options=options(num_predict=3))
     assert raw.context is None and raw.response
 
@@ -85,7 +86,7 @@ def test_logprobs(base: str) -> None:
 
 def test_stop_and_system_override(client: ollama.Client) -> None:
     out = client.generate(MODEL, "Count: 1, 2, 3,", raw=True, options=options(num_predict=20, stop=[","]))
-    assert "," not in out.response and out.done_reason == "stop"
+    assert "," not in (out.response or "") and out.done_reason == "stop"
     rendered = client.generate(MODEL, "hi", system="You are a pirate.", options=options(num_predict=1))
     assert rendered.done
 
@@ -109,7 +110,8 @@ def test_load_unload_and_ps(base: str, client: ollama.Client) -> None:
     names = [m.name for m in ps.models]
     assert "smol:latest" in names
     entry = ps.models[names.index("smol:latest")]
-    assert entry.context_length and entry.size and entry.digest and entry.details.family == "llama"
+    assert entry.context_length and entry.size and entry.digest
+    assert entry.details and entry.details.family == "llama"
 
     unloaded = post(base, "/api/generate", {"model": MODEL, "keep_alive": 0}).json()
     assert unloaded == {"model": MODEL, "created_at": unloaded["created_at"], "response": "", "done": True,

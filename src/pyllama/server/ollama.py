@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -140,7 +140,7 @@ async def respond(items: AsyncIterator[Delta | Final], *, stream: bool,
             await aclose()
         return json_response(whole(deltas, item))
 
-    async def lines() -> AsyncIterator[bytes]:
+    async def lines() -> AsyncGenerator[bytes, None]:
         item: Delta | Final = first
         try:
             while True:
@@ -182,15 +182,15 @@ async def start_generation(state: State, view: ModelView, rendered: RenderedProm
     return parsed_events(events, rendered.output_parser(), started_ns=started, loaded_ns=loaded)
 
 
-def metrics(final: Final) -> dict[str, int]:
-    return {
-        "total_duration": final.total_duration,
-        "load_duration": final.load_duration,
-        "prompt_eval_count": final.prompt_eval_count,
-        "prompt_eval_duration": final.prompt_eval_duration,
-        "eval_count": final.eval_count,
-        "eval_duration": final.eval_duration,
-    }
+def with_metrics(out: GenerateResponse | ChatResponse, final: Final) -> GenerateResponse | ChatResponse:
+    """Copy the final chunk's metrics (nanoseconds, counts) onto a response."""
+    out.total_duration = final.total_duration
+    out.load_duration = final.load_duration
+    out.prompt_eval_count = final.prompt_eval_count
+    out.prompt_eval_duration = final.prompt_eval_duration
+    out.eval_count = final.eval_count
+    out.eval_duration = final.eval_duration
+    return out
 
 
 # -- /api/generate -------------------------------------------------------------------
@@ -242,9 +242,10 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
                                 logprobs=delta.logprobs or None)
 
     def final(end: Final) -> GenerateResponse:
-        return GenerateResponse(model=model, created_at=now_rfc3339(), response="", done=True,
-                                done_reason=end.done_reason, context=None if body.raw else end.context or None,
-                                **metrics(end))
+        out = GenerateResponse(model=model, created_at=now_rfc3339(), response="", done=True,
+                               done_reason=end.done_reason, context=None if body.raw else end.context or None)
+        with_metrics(out, end)
+        return out
 
     def whole(deltas: list[Delta], end: Final) -> GenerateResponse:
         out = final(end)
@@ -366,9 +367,10 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
                             done=False, logprobs=delta.logprobs or None)
 
     def final(end: Final) -> ChatResponse:
-        return ChatResponse(model=model, created_at=now_rfc3339(),
-                            message=ResponseMessage(role="assistant", content=""), done=True,
-                            done_reason=end.done_reason, **metrics(end))
+        out = ChatResponse(model=model, created_at=now_rfc3339(), message=ResponseMessage(role="assistant", content=""),
+                           done=True, done_reason=end.done_reason)
+        with_metrics(out, end)
+        return out
 
     def whole(deltas: list[Delta], end: Final) -> ChatResponse:
         out = final(end)
