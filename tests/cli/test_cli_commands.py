@@ -99,3 +99,15 @@ def test_pull_and_push_through_a_registry(served: CLI, smol: str, registry: str)
     assert target in served("list").stdout
     out = served("pull", f"{registry}/cli/missing:v1", "--insecure")
     assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_bundled_model_import_is_idempotent(served: CLI) -> None:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyllama.bundled"], capture_output=True, text=True,
+                              env=clean_env(PYLLAMA_HOST=served.host, HOME=str(served.home)), timeout=180)
+
+    first, second = run(), run()
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.strip() in ("imported smollm2:135m", "already have smollm2:135m")
+    assert second.stdout.strip() == "already have smollm2:135m"
+    assert "smollm2:135m" in served("list").stdout
