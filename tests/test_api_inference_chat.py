@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,31 @@ def test_disconnect_frees_the_slot(base: str, client: ollama.Client) -> None:
         with httpx.stream("POST", base + "/api/generate", json=endless, timeout=60) as resp:
             lines = resp.iter_lines()
             assert json.loads(next(lines))["done"] is False
+    after = client.chat(MODEL, messages=HELLO, options=options(num_predict=3))
+    assert after.done and after.eval_count == 3
+
+
+def test_non_stream_and_queued_requests_cancel_when_the_client_leaves(base: str, client: ollama.Client) -> None:
+    # Six non-streaming endless requests for four slots: four run, two wait in the queue. Every
+    # client gives up; if any of them kept its slot, the last request would never get one.
+    endless = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "raw": True, "stream": False,
+               "options": options(num_predict=100000, num_ctx=512)}
+
+    outcomes: list[str] = []
+
+    def give_up() -> None:
+        try:
+            httpx.post(base + "/api/generate", json=endless, timeout=httpx.Timeout(60, read=3))
+            outcomes.append("answered")
+        except httpx.ReadTimeout:
+            outcomes.append("gave up")
+
+    threads = [threading.Thread(target=give_up) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["gave up"] * 6
     after = client.chat(MODEL, messages=HELLO, options=options(num_predict=3))
     assert after.done and after.eval_count == 3
 

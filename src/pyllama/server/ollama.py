@@ -11,10 +11,11 @@ slot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import msgspec
@@ -74,6 +75,7 @@ from pyllama.templates import RenderedPrompt, chat_messages, generate_messages
 log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
+T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 
 
@@ -92,10 +94,38 @@ async def lookup(state: State, raw: str) -> LocalModel:
     return await anyio.to_thread.run_sync(find_model, store, raw.strip())
 
 
-async def run_scheduled(call: Callable[[], Any]) -> Any:
-    """Await a scheduler call, turning its errors into HTTP errors before anything is sent."""
+async def unless_disconnected(request: Request[Any, Any, Any], call: Callable[[], Awaitable[T]]) -> T:
+    """Await ``call`` in this task unless the client goes away first: then it is cancelled (freeing
+    its queue place or slot) and the answer is Ollama's ``499 request canceled``, which nobody reads."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
         return await call()
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: this task goes on normally
+        if uncancel is not None:
+            uncancel()
+        raise RequestError("request canceled", 499) from None
+    finally:
+        watcher.cancel()
+
+
+async def run_scheduled(request: Request[Any, Any, Any], call: Callable[[], Awaitable[T]]) -> T:
+    """Await a scheduler call, turning its errors into HTTP errors before anything is sent."""
+    try:
+        return await unless_disconnected(request, call)
     except (RequestError, NotFound):
         raise
     except Exception as exc:  # noqa: BLE001 - every scheduling failure is reported to the client
@@ -105,7 +135,7 @@ async def run_scheduled(call: Callable[[], Any]) -> Any:
 # -- streaming ------------------------------------------------------------------------
 
 
-async def respond(items: AsyncIterator[Delta | Final], *, stream: bool,
+async def respond(request: Request[Any, Any, Any], items: AsyncIterator[Delta | Final], *, stream: bool,
                   chunk: Callable[[Delta], Any], final: Callable[[Final], Any],
                   whole: Callable[[list[Delta], Final], Any]) -> Response[Any]:
     """Relay parsed events: NDJSON while streaming, else one object.
@@ -115,7 +145,7 @@ async def respond(items: AsyncIterator[Delta | Final], *, stream: bool,
     """
     aclose = getattr(items, "aclose")
     try:
-        first = await items.__anext__()
+        first = await unless_disconnected(request, items.__anext__)
     except GenerationFailed as exc:
         await aclose()
         raise RequestError(str(exc), exc.status_code) from None
@@ -126,19 +156,24 @@ async def respond(items: AsyncIterator[Delta | Final], *, stream: bool,
         raise
 
     if not stream:
-        deltas: list[Delta] = []
-        item = first
-        try:
+
+        async def collect() -> tuple[list[Delta], Final]:
+            deltas: list[Delta] = []
+            item = first
             while not isinstance(item, Final):
                 deltas.append(item)
                 item = await items.__anext__()
+            return deltas, item
+
+        try:
+            deltas, end = await unless_disconnected(request, collect)
         except GenerationFailed as exc:
             raise RequestError(str(exc), exc.status_code) from None
         except StopAsyncIteration:
             raise RequestError("the model runner ended the request without a result", 500) from None
         finally:
             await aclose()
-        return json_response(whole(deltas, item))
+        return json_response(whole(deltas, end))
 
     async def lines() -> AsyncGenerator[bytes, None]:
         item: Delta | Final = first
@@ -164,10 +199,11 @@ async def respond(items: AsyncIterator[Delta | Final], *, stream: bool,
     return Stream(body, media_type=NDJSON, status_code=200, background=BackgroundTask(body.aclose))
 
 
-async def start_generation(state: State, view: ModelView, rendered: RenderedPrompt, body: InferenceRequest,
-                           options: dict[str, Any], grammar: str, started: int) -> AsyncIterator[Delta | Final]:
+async def start_generation(request: Request[Any, Any, Any], view: ModelView, rendered: RenderedPrompt,
+                           body: InferenceRequest, options: dict[str, Any], grammar: str,
+                           started: int) -> AsyncIterator[Delta | Final]:
     """Build the engine request, schedule it (errors keep their status) and return its parsed events."""
-    request = EngineGenerateRequest(
+    engine_req = EngineGenerateRequest(
         prompt=rendered.prompt,
         options=sampling_options(options, grammar=grammar, stops=rendered.additional_stops),
         logprobs=body.logprobs,
@@ -175,9 +211,9 @@ async def start_generation(state: State, view: ModelView, rendered: RenderedProm
         shift=body.shift is not False,
         truncate=body.truncate is not False,
     )
-    scheduler = get_scheduler(state)
-    events = await run_scheduled(lambda: scheduler.generate(view.ref, request, options=options,
-                                                            keep_alive=body.keep_alive))
+    scheduler = get_scheduler(request.app.state)
+    events = await run_scheduled(request, lambda: scheduler.generate(view.ref, engine_req, options=options,
+                                                                     keep_alive=body.keep_alive))
     loaded = time.perf_counter_ns()
     return parsed_events(events, rendered.output_parser(), started_ns=started, loaded_ns=loaded)
 
@@ -222,7 +258,7 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
     grammar = format_grammar(body.format)
 
     if body.prompt == "" and not body.debug_render_only:
-        await run_scheduled(lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
+        await run_scheduled(request, lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
         return json_response(GenerateResponse(model=body.model, created_at=now_rfc3339(), response="", done=True,
                                               done_reason="load"))
 
@@ -233,7 +269,7 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
         return json_response(GenerateResponse(model=body.model, created_at=now_rfc3339(), response="", done=False,
                                               debug_info=DebugInfo(rendered_template=rendered.prompt,
                                                                    image_count=len(rendered.images))))
-    items = await start_generation(state, view, rendered, body, options, grammar, started)
+    items = await start_generation(request, view, rendered, body, options, grammar, started)
     model = body.model
 
     def chunk(delta: Delta) -> GenerateResponse:
@@ -255,7 +291,7 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
         out.logprobs = [lp for d in deltas for lp in d.logprobs] or None
         return out
 
-    return await respond(items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
+    return await respond(request, items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
 
 
 def _render_generate(view: ModelView, body: GenerateRequest, think: bool | str | None, num_ctx: int) -> RenderedPrompt:
@@ -343,7 +379,7 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     grammar = format_grammar(body.format)
 
     if not messages and not body.debug_render_only:
-        await run_scheduled(lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
+        await run_scheduled(request, lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
         return json_response(done_message("load"))
 
     num_ctx = num_ctx_for(view, options, state.config.context_length)
@@ -357,7 +393,7 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
                                           message=ResponseMessage(role="", content=""), done=False,
                                           debug_info=DebugInfo(rendered_template=rendered.prompt,
                                                                image_count=len(rendered.images))))
-    items = await start_generation(state, view, rendered, body, options, grammar, started)
+    items = await start_generation(request, view, rendered, body, options, grammar, started)
     model = body.model
 
     def chunk(delta: Delta) -> ChatResponse:
@@ -380,7 +416,7 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
         out.logprobs = [lp for d in deltas for lp in d.logprobs] or None
         return out
 
-    return await respond(items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
+    return await respond(request, items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
 
 
 # -- embeddings ----------------------------------------------------------------------------
@@ -409,11 +445,15 @@ async def embed(request: Request[Any, Any, Any], state: State) -> Response[bytes
     options = merged_options(local.parameters, body.options)
     scheduler = get_scheduler(state)
     if not inputs:
-        await run_scheduled(lambda: scheduler.load(ref, options=options, keep_alive=body.keep_alive, embeddings=True))
+        await run_scheduled(request, lambda: scheduler.load(ref, options=options, keep_alive=body.keep_alive,
+                                                            embeddings=True))
         return json_response(EmbedResponse(model=body.model, embeddings=[]))
     engine_req = EngineEmbedRequest(inputs=list(inputs), truncate=body.truncate is not False, normalize=True)
     try:
-        result = await scheduler.embed(ref, engine_req, options=options, keep_alive=body.keep_alive)
+        result = await unless_disconnected(
+            request, lambda: scheduler.embed(ref, engine_req, options=options, keep_alive=body.keep_alive))
+    except RequestError:
+        raise
     except InvalidRequestError as exc:
         raise RequestError(str(exc), 400) from None
     except EngineError as exc:
@@ -443,11 +483,15 @@ async def embeddings(request: Request[Any, Any, Any], state: State) -> Response[
     options = merged_options(local.parameters, body.options)
     scheduler = get_scheduler(state)
     if not body.prompt:
-        await run_scheduled(lambda: scheduler.load(ref, options=options, keep_alive=body.keep_alive, embeddings=True))
+        await run_scheduled(request, lambda: scheduler.load(ref, options=options, keep_alive=body.keep_alive,
+                                                            embeddings=True))
         return json_response(EmbeddingResponse(embedding=[]))
     engine_req = EngineEmbedRequest(inputs=[body.prompt], truncate=True, normalize=False)
     try:
-        result = await scheduler.embed(ref, engine_req, options=options, keep_alive=body.keep_alive)
+        result = await unless_disconnected(
+            request, lambda: scheduler.embed(ref, engine_req, options=options, keep_alive=body.keep_alive))
+    except RequestError:
+        raise
     except InvalidRequestError as exc:
         raise RequestError(str(exc), 400) from None
     except EngineError as exc:
