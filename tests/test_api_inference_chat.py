@@ -221,3 +221,39 @@ def test_tool_calls_stream_as_whole_objects(base: str, client: ollama.Client, mo
     whole = client.chat("smol-tools", messages=messages, tools=[WEATHER], format=CALL,
                         options=options(num_predict=40))
     assert whole.message.tool_calls and whole.message.tool_calls[0].function.arguments == {"city": "Paris"}
+
+
+THINKING_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ if .Thinking }}<think>{{ .Thinking }}</think>
+{{ end }}{{ .Content }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ if .Think }}<think>{{ end }}"""
+
+
+def test_thinking_streams_in_its_own_field(base: str, client: ollama.Client, model_path: Path) -> None:
+    client.create("smol-think", files={"model.gguf": client.create_blob(model_path)}, template=THINKING_TEMPLATE)
+    assert "thinking" in (client.show("smol-think").capabilities or [])
+    # The prompt opens a thinking block, so output starts as thinking (think defaults to on).
+    _, lines = ndjson(base, "/api/chat", {"model": "smol-think", "messages": HELLO,
+                                          "options": options(num_predict=8)})
+    thinking = "".join(line["message"].get("thinking", "") for line in lines)
+    assert thinking and all("<think>" not in line["message"]["content"] for line in lines)
+    whole = client.chat("smol-think", messages=HELLO, think=True, options=options(num_predict=8))
+    assert whole.message.thinking == thinking
+    off = post(base, "/api/chat", {"model": "smol-think", "messages": HELLO, "think": False,
+                                   "_debug_render_only": True}).json()
+    assert not off["_debug_info"]["rendered_template"].endswith("<think>")
+
+
+def test_chat_truncates_old_messages_to_fit(base: str) -> None:
+    history: list[dict[str, str]] = [{"role": "system", "content": "SYSTEM-KEPT"}]
+    for i in range(40):
+        history.append({"role": "user", "content": f"OLD-{i} " + "filler words " * 10})
+        history.append({"role": "assistant", "content": "ok"})
+    history.append({"role": "user", "content": "LAST-QUESTION"})
+    body = {"model": MODEL, "messages": history, "options": options(num_ctx=512), "_debug_render_only": True}
+    rendered = post(base, "/api/chat", body).json()["_debug_info"]["rendered_template"]
+    assert "SYSTEM-KEPT" in rendered and "LAST-QUESTION" in rendered
+    assert "OLD-0 " not in rendered and "OLD-39 " in rendered
+    whole = post(base, "/api/chat", {**body, "truncate": False}).json()["_debug_info"]["rendered_template"]
+    assert "OLD-0 " in whole
