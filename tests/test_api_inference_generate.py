@@ -186,10 +186,10 @@ FIM_TEMPLATE = "{{ if .Suffix }}<fim_prefix>{{ .Prompt }}<fim_suffix>{{ .Suffix 
 def test_suffix_fill_in_the_middle(base: str, client: ollama.Client, model_path: Path) -> None:
     client.create("smol-fim", files={"model.gguf": client.create_blob(model_path)}, template=FIM_TEMPLATE)
     assert "insert" in (client.show("smol-fim").capabilities or [])
-    body = {"model": "smol-fim", "prompt": "def add(a, b):\n    return ", "suffix": "\n\nprint(add(1, 2))\n",
-            "options": options(num_predict=4)}
+    prompt, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
+    body = {"model": "smol-fim", "prompt": prompt, "suffix": suffix, "options": options(num_predict=4)}
     rendered = post(base, "/api/generate", {**body, "_debug_render_only": True}).json()
     assert rendered["_debug_info"]["rendered_template"] == (
         "<fim_prefix>def add(a, b):\n    return <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>")
-    out = client.generate(**body)
+    out = client.generate("smol-fim", prompt, suffix, options=options(num_predict=4))
     assert out.done and out.eval_count
