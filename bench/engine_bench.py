@@ -248,24 +248,30 @@ def llama_bench_tg(binary: Path, model: Path, threads: int) -> float:
     return float(json.loads(out)[0]["avg_ts"])
 
 
-async def measure(make: Callable[[int], Ours | LlamaServer], streams: list[int], rounds: int, limit: float,
-                  prompts: list[list[int]], warmup: list[list[int]], seed: int, vocab: tuple[int, int],
-                  reps: int) -> tuple[dict[int, Phase], dict[int, int], tuple[float, float]]:
-    phases: dict[int, Phase] = {}
-    rss: dict[int, int] = {}
-    cache = (0.0, 0.0)
+Result = tuple[dict[int, Phase], dict[int, int], tuple[float, float]]
+
+
+async def measure(makers: dict[str, Callable[[int], Ours | LlamaServer]], streams: list[int], rounds: int,
+                  limit: float, prompts: list[list[int]], warmup: list[list[int]], seed: int,
+                  vocab: tuple[int, int], reps: int) -> dict[str, Result]:
+    """Per N, each side in turn (one server alive at a time), so drift in
+    machine load hits both sides alike."""
+    results: dict[str, Result] = {name: ({}, {}, (0.0, 0.0)) for name in makers}
     for n in streams:
-        server = make(n)
-        await server.start()
-        try:
-            await run_phase(server.generate, warmup, n, 1, limit)  # warm-up, prompts of its own
-            phases[n] = await run_phase(server.generate, prompts, n, rounds, limit)
-            if n == streams[0]:
-                cache = await prefix_ttft(server.generate, np.random.default_rng(seed + 1), vocab, reps)
-            rss[n] = peak_rss(server.pid)
-        finally:
-            await server.stop()
-    return phases, rss, cache
+        for name, make in makers.items():
+            phases, rss, cache = results[name]
+            server = make(n)
+            await server.start()
+            try:
+                await run_phase(server.generate, warmup, n, 1, limit)  # warm-up, prompts of its own
+                phases[n] = await run_phase(server.generate, prompts, n, rounds, limit)
+                if n == streams[0]:
+                    cache = await prefix_ttft(server.generate, np.random.default_rng(seed + 1), vocab, reps)
+                rss[n] = peak_rss(server.pid)
+            finally:
+                await server.stop()
+            results[name] = (phases, rss, cache)
+    return results
 
 
 def main() -> None:
@@ -296,19 +302,18 @@ def main() -> None:
     prompts = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams) * args.rounds)]
     warmup = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams))]
 
-    def run(make: Callable[[int], Ours | LlamaServer]) -> tuple[dict[int, Phase], dict[int, int], tuple[float, float]]:
-        return asyncio.run(measure(make, streams, args.rounds, args.phase_timeout, prompts, warmup, args.seed, vocab,
-                                   args.cache_reps))
-
-    ref = run(lambda n: LlamaServer(binary, model, args.threads, args.ctx, n))
-    ours = run(lambda n: Ours(model, args.threads, args.ctx, n, eog_ban))
+    makers: dict[str, Callable[[int], Ours | LlamaServer]] = {
+        "llama-server": lambda n: LlamaServer(binary, model, args.threads, args.ctx, n),
+        "pyllama": lambda n: Ours(model, args.threads, args.ctx, n, eog_ban),
+    }
+    results = asyncio.run(measure(makers, streams, args.rounds, args.phase_timeout, prompts, warmup, args.seed,
+                                  vocab, args.cache_reps))
     tg = llama_bench_tg(bench_bin, model, args.threads) if bench_bin.exists() else float("nan")
-    report(args, model, streams, ours, ref, tg)
+    report(args, model, streams, results["pyllama"], results["llama-server"], tg)
 
 
 def report(args: argparse.Namespace, model: Path, streams: list[int],
-           ours: tuple[dict[int, Phase], dict[int, int], tuple[float, float]],
-           ref: tuple[dict[int, Phase], dict[int, int], tuple[float, float]], tg: float) -> None:
+           ours: Result, ref: Result, tg: float) -> None:
     (op, orss, ocache), (lp, lrss, lcache) = ours, ref
     print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | prompt {PROMPT_TOKENS} "
           f"tokens, {GEN_TOKENS} generated | {args.rounds} requests per stream")

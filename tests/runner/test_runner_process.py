@@ -145,3 +145,23 @@ def test_handshake_timeout_kills_the_runner(smollm2: Path) -> None:
             await RunnerClient.start(_spec(smollm2), timeout=0.001)
 
     asyncio.run(main())
+
+
+def test_submit_cancelled_before_acceptance_frees_the_slot(smollm2: Path, eog_ban: dict[int, float]) -> None:
+    async def main() -> None:
+        client = await RunnerClient.start(_spec(smollm2, n_parallel=1, n_ctx=256))
+        try:
+            # Never ends by itself: no EOG, no limit, the context shifts.
+            endless = GenerateRequest(prompt="Count:", options=SamplingOptions(temperature=0, logit_bias=eog_ban))
+            task = asyncio.create_task(client.submit(endless))
+            await asyncio.sleep(0)  # the submit frame is written, the answer not read yet
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # If the runner still ran it, this would wait forever for the only slot.
+            _, final = await asyncio.wait_for(_collect(client, _request("Hi", 2)), 120)
+            assert isinstance(final, Done)
+        finally:
+            await client.close()
+
+    asyncio.run(main())

@@ -240,14 +240,23 @@ class RunnerClient:
             self._writer.write(self._codec.encode(Submit(stream.id, request)))
             await stream.accepted
         except BaseException:
-            if self._streams.pop(stream.id, None) is not None and stream.accepted.done() \
-                    and not stream.accepted.exception():
-                self._cancel(stream.id)
+            # Cancelled while waiting for the answer: the runner will accept
+            # the request anyway (frames are handled in order), so cancel it
+            # there too or it would hold a slot for nobody.
+            fut = stream.accepted
+            rejected = fut.done() and not fut.cancelled() and fut.exception() is not None
+            self._streams.pop(stream.id, None)
+            if not rejected:
+                self._send_cancel(stream.id)
             raise
         return stream
 
     def _cancel(self, request_id: int) -> None:
-        if self.alive and request_id in self._streams:
+        if request_id in self._streams:
+            self._send_cancel(request_id)
+
+    def _send_cancel(self, request_id: int) -> None:
+        if self.alive and not self._closing:
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 self._writer.write(self._codec.encode(Cancel(request_id)))
 
