@@ -171,6 +171,10 @@ def test_non_stream_and_queued_requests_cancel_when_the_client_leaves(base: str,
     ({"model": MODEL, "messages": [{"role": "user", "content": "x", "images": ["aGVsbG8="]}]}, 400,
      "this model is missing data required for image input"),
     ({"model": MODEL, "messages": HELLO, "format": 5}, 400, "invalid format"),
+    ({"model": MODEL, "messages": HELLO, "tools": [{"function": {"name": "f", "parameters": "x"}}]}, 400,
+     "`$.tools[0].function.parameters`"),
+    ({"model": MODEL, "messages": HELLO, "tools": [{"function": 3}]}, 400, "`$.tools[0].function`"),
+    ({"model": MODEL, "messages": HELLO, "options": {"num_thread": -1}}, 400, "num_thread must be >= 0"),
 ])
 def test_chat_errors(base: str, body: dict[str, Any], status: int, error: str) -> None:
     resp = post(base, "/api/chat", body)

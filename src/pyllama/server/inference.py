@@ -27,7 +27,7 @@ from pyllama.engine.types import Chunk, Done, Event, Failure, SamplingOptions, T
 from pyllama.keep_alive import KeepAliveError, parse_keep_alive
 from pyllama.scheduler import DEFAULT_NUM_CTX, ModelRef, SchedulerError
 from pyllama.server.errors import RequestError
-from pyllama.server.schemas_inference import Logprob, ResponseToolCall, ResponseToolCallFunction, TopLogprob
+from pyllama.server.schemas_inference import Logprob, ResponseToolCall, ResponseToolCallFunction, Tool, TopLogprob
 from pyllama.store.capabilities import COMPLETION, INSERT, THINKING, TOOLS, VISION
 from pyllama.store.gguf_meta import GGUFInfo
 from pyllama.store.model import LocalModel
@@ -128,6 +128,16 @@ def format_grammar(value: Any) -> str:
         raise RequestError("invalid JSON schema in format") from None
 
 
+def check_tools(tools: Sequence[Mapping[str, Any]] | None) -> None:
+    """Tool definitions must have Ollama's shape (a wrong type is a 400 naming the field)."""
+    for i, tool in enumerate(tools or []):
+        try:
+            msgspec.convert(tool, Tool)
+        except msgspec.ValidationError as exc:
+            message = str(exc).replace("`$", f"`$.tools[{i}]", 1)
+            raise RequestError(message) from None
+
+
 def merged_options(model_parameters: Mapping[str, Any], request: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults <- the model's PARAMETERs <- the request's ``options`` (types checked, 400)."""
     try:
@@ -135,6 +145,8 @@ def merged_options(model_parameters: Mapping[str, Any], request: Mapping[str, An
         merged.update(validate_options(request))
     except OptionTypeError as exc:
         raise RequestError(exc.message) from None
+    if merged.get("num_thread", 0) < 0:
+        raise RequestError("num_thread must be >= 0 (0 = automatic)")
     return merged
 
 

@@ -37,6 +37,7 @@ from pyllama.server.inference import (
     ModelView,
     check_capabilities,
     check_images,
+    check_tools,
     check_top_logprobs,
     format_grammar,
     inspect_model,
@@ -364,6 +365,7 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     think = parse_think(body.think)
     messages = body.messages or []
     has_images = _check_messages(messages)
+    check_tools(body.tools)
     scheduler = get_scheduler(state)
 
     def done_message(reason: str) -> ChatResponse:

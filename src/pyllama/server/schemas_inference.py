@@ -68,6 +68,30 @@ class GenerateRequest(InferenceRequest, kw_only=True):
     images: list[str] | None = None
 
 
+class ToolParameters(msgspec.Struct, kw_only=True):
+    """The JSON-Schema-like ``parameters`` of a tool, checked for shape only."""
+
+    type: str | list[str] = ""
+    defs: dict[str, Any] | None = msgspec.field(default=None, name="$defs")
+    items: Any = None
+    required: list[str] | None = None
+    properties: dict[str, dict[str, Any]] | None = None
+
+
+class ToolFunction(msgspec.Struct, kw_only=True):
+    name: str = ""
+    description: str = ""
+    parameters: ToolParameters | None = None
+
+
+class Tool(msgspec.Struct, kw_only=True):
+    """A tool definition's shape; the route keeps the client's own dict (key order) for templates."""
+
+    type: str = ""
+    items: Any = None
+    function: ToolFunction = msgspec.field(default_factory=ToolFunction)
+
+
 class ChatRequest(InferenceRequest, kw_only=True):
     messages: list[Message] | None = None
     tools: list[dict[str, Any]] | None = None
