@@ -261,3 +261,32 @@ def test_chat_truncates_old_messages_to_fit(base: str) -> None:
     assert "OLD-0 " not in rendered and "OLD-39 " in rendered
     whole = post(base, "/api/chat", {**body, "truncate": False}).json()["_debug_info"]["rendered_template"]
     assert "OLD-0 " in whole
+
+
+# Thinking opens after "Plan:" and closes at the first "." (tags inferred around .Thinking), so
+# SmolLM2 thinks for a sentence and then answers; a final assistant turn is a prefill.
+PLAN_TEMPLATE = """{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 }}<|im_start|>{{ .Role }}
+{{ if .Thinking }}Plan:{{ .Thinking }}.{{ end }}{{ .Content }}
+{{- if not (and $last (eq .Role "assistant")) }}<|im_end|>
+{{ end }}
+{{- if and $last (ne .Role "assistant") }}<|im_start|>assistant
+{{ if $.Think }}Plan:{{ end }}
+{{- end }}
+{{- end }}"""
+COLOUR = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
+          "required": ["colour"], "additionalProperties": False}
+
+
+def test_format_applies_after_thinking(base: str, client: ollama.Client, model_path: Path) -> None:
+    client.create("smol-plan", files={"model.gguf": client.create_blob(model_path)}, template=PLAN_TEMPLATE)
+    messages = [{"role": "user", "content": "Pick a colour and answer in JSON."}]
+    _, lines = ndjson(base, "/api/chat", {"model": "smol-plan", "messages": messages, "format": COLOUR,
+                                          "options": options(num_predict=80)})
+    thinking = "".join(line["message"].get("thinking", "") for line in lines)
+    content = "".join(line["message"]["content"] for line in lines)
+    assert thinking.strip(), "the model thinks unconstrained first"
+    jsonschema.validate(json.loads(content), COLOUR)
+    assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "stop"
+    whole = client.chat("smol-plan", messages=messages, format=COLOUR, options=options(num_predict=80))
+    assert whole.message.thinking == thinking and json.loads(whole.message.content or "") == json.loads(content)

@@ -16,7 +16,7 @@ import binascii
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -338,7 +338,7 @@ class GenerationFailed(Exception):
 
 
 async def parsed_events(events: AsyncIterator[Event], parser: OutputParser, *, started_ns: int,
-                        loaded_ns: int) -> AsyncIterator[Delta | Final]:
+                        loaded_ns: int) -> AsyncGenerator[Delta | Final, None]:
     """Engine events -> parsed deltas, then one Final. A Failure raises GenerationFailed.
 
     Closing this iterator closes ``events``, which frees the slot at once

@@ -71,6 +71,7 @@ from pyllama.server.schemas_inference import (
 from pyllama.store.errors import NotFound
 from pyllama.store.layout import Store
 from pyllama.store.model import LocalModel, find_model
+from pyllama.store.capabilities import THINKING
 from pyllama.templates import RenderedPrompt, chat_messages, generate_messages
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ async def respond(request: Request[Any, Any, Any], items: AsyncIterator[Delta | 
 
 async def start_generation(request: Request[Any, Any, Any], view: ModelView, rendered: RenderedPrompt,
                            body: InferenceRequest, options: dict[str, Any], grammar: str,
-                           started: int) -> AsyncIterator[Delta | Final]:
+                           started: int) -> AsyncGenerator[Delta | Final, None]:
     """Build the engine request, schedule it (errors keep their status) and return its parsed events."""
     engine_req = EngineGenerateRequest(
         prompt=rendered.prompt,
@@ -217,6 +218,37 @@ async def start_generation(request: Request[Any, Any, Any], view: ModelView, ren
                                                                      keep_alive=body.keep_alive))
     loaded = time.perf_counter_ns()
     return parsed_events(events, rendered.output_parser(), started_ns=started, loaded_ns=loaded)
+
+
+async def think_then_format(request: Request[Any, Any, Any], view: ModelView, rendered: RenderedPrompt,
+                            body: InferenceRequest, options: dict[str, Any], grammar: str, started: int,
+                            rerender: Callable[[str], RenderedPrompt]) -> AsyncGenerator[Delta | Final, None]:
+    """``format`` on a thinking model, as Ollama does it: think unconstrained; when content begins
+    after some thinking, cancel, and continue from the thinking (as a prefilled assistant turn)
+    with the grammar. Output without thinking first stays unconstrained, as in Ollama."""
+    thinking = ""
+    first = await start_generation(request, view, rendered, body, options, "", started)
+    try:
+        async for item in first:
+            if isinstance(item, Delta) and item.content and thinking:
+                if item.thinking:
+                    yield Delta(thinking=item.thinking)
+                    thinking += item.thinking
+                break
+            if isinstance(item, Delta):
+                thinking += item.thinking
+            yield item
+        else:
+            return
+    finally:
+        await first.aclose()
+    constrained = await anyio.to_thread.run_sync(rerender, thinking)
+    second = await start_generation(request, view, constrained, body, options, grammar, started)
+    try:
+        async for item in second:
+            yield item
+    finally:
+        await second.aclose()
 
 
 def with_metrics(out: GenerateResponse | ChatResponse, final: Final) -> GenerateResponse | ChatResponse:
@@ -387,15 +419,24 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     num_ctx = num_ctx_for(view, options, state.config.context_length)
     conversation = chat_messages([_message_dict(m) for m in messages], model_system=local.system,
                                  model_messages=local.messages)
-    rendered = await anyio.to_thread.run_sync(
-        lambda: render(view, view.template_source(), conversation, tools=body.tools, think=think,
-                       num_ctx=num_ctx, truncate=body.truncate is not False))
+
+    def render_chat(turns: list[dict[str, Any]]) -> RenderedPrompt:
+        return render(view, view.template_source(), turns, tools=body.tools, think=think, num_ctx=num_ctx,
+                      truncate=body.truncate is not False)
+
+    rendered = await anyio.to_thread.run_sync(render_chat, conversation)
     if body.debug_render_only:
         return json_response(ChatResponse(model=body.model, created_at=now_rfc3339(),
                                           message=ResponseMessage(role="", content=""), done=False,
                                           debug_info=DebugInfo(rendered_template=rendered.prompt,
                                                                image_count=len(rendered.images))))
-    items = await start_generation(request, view, rendered, body, options, grammar, started)
+    items: AsyncIterator[Delta | Final]
+    if grammar and rendered.think and THINKING in view.capabilities:
+        items = think_then_format(request, view, rendered, body, options, grammar, started,
+                                  lambda thinking: render_chat([*conversation, {"role": "assistant", "content": "",
+                                                                                "thinking": thinking}]))
+    else:
+        items = await start_generation(request, view, rendered, body, options, grammar, started)
     model = body.model
 
     def chunk(delta: Delta) -> ChatResponse:
