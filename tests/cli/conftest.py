@@ -33,7 +33,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLI]:
 def smol(served: CLI, model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`smollm2:135m` created from a Modelfile through `pyllama create`."""
     work = tmp_path_factory.mktemp("modelfile")
-    (work / "Modelfile").write_text(f"FROM {model_path}\nPARAMETER temperature 0\nSYSTEM You are terse.\n")
+    (work / "Modelfile").write_text(f"FROM {model_path}\nPARAMETER temperature 0\nPARAMETER num_predict 48\nSYSTEM You are terse.\n")
     result = served("create", "smollm2:135m", "-f", str(work / "Modelfile"))
     assert result.returncode == 0, result.stderr
     return "smollm2:135m"
