@@ -38,7 +38,6 @@ from pyllama.templates import (
     TemplateError,
     build_prompt,
     load_chat_templates,
-    model_capabilities,
 )
 from pyllama.templates.prompt import THINK_LEVELS
 
@@ -208,23 +207,16 @@ class ModelView:
 
 
 def inspect_model(local: LocalModel) -> ModelView:
-    """Blocking: GGUF header, vocabulary (cached per blob) and capabilities."""
+    """Blocking: GGUF header, vocabulary (cached per blob) and capabilities.
+
+    Capabilities are ``LocalModel.capabilities``, the same list /api/show
+    reports, so a client that checks there is never surprised here.
+    """
     ref = ModelRef.from_local(local)
     info = local.gguf()
     chat = load_chat_templates(str(ref.path))
-    jinja_caps: dict[str, bool] = {**chat.caps, "supports_thinking": chat.supports_thinking}
-    jinja_text = info.kv.get("tokenizer.chat_template") if info is not None else None
-    caps = model_capabilities(
-        info,
-        go_template=local.template,
-        jinja_template=jinja_text if isinstance(jinja_text, str) else "",
-        jinja_caps=jinja_caps,
-        has_projector=bool(local.projector_paths),
-        family=local.config.model_family,
-        extra=local.config.capabilities,
-    )
     train = info.arch_key("context_length") if info is not None else None
-    return ModelView(local, ref, info, caps, chat, train if isinstance(train, int) else 0)
+    return ModelView(local, ref, info, local.capabilities(info), chat, train if isinstance(train, int) else 0)
 
 
 def check_capabilities(view: ModelView, requested_model: str, *, route: str, think: bool | str | None,
