@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -137,10 +138,30 @@ async def run_scheduled(request: Request[Any, Any, Any], call: Callable[[], Awai
 # -- streaming ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Framing:
+    """How a stream is written: Ollama's NDJSON lines, or the /v1 routes' server-sent events."""
+
+    media_type: str
+    frame: Callable[[Any], bytes]
+    error: Callable[[str], Any]
+    trailer: bytes = b""
+
+
+NDJSON_FRAMING = Framing(NDJSON, lambda obj: _encoder.encode(obj) + b"\n", ErrorLine)
+
+
+def _objects(out: Any) -> list[Any]:
+    """A chunk/final callback may give one object, several (a list) or none."""
+    if out is None:
+        return []
+    return out if isinstance(out, list) else [out]
+
+
 async def respond(request: Request[Any, Any, Any], items: AsyncIterator[Delta | Final], *, stream: bool,
                   chunk: Callable[[Delta], Any], final: Callable[[Final], Any],
-                  whole: Callable[[list[Delta], Final], Any]) -> Response[Any]:
-    """Relay parsed events: NDJSON while streaming, else one object.
+                  whole: Callable[[list[Delta], Final], Any], framing: Framing = NDJSON_FRAMING) -> Response[Any]:
+    """Relay parsed events: a stream of frames while streaming, else one object.
 
     The first event is awaited here, so a failure before any output keeps
     its HTTP status (as Ollama's "error before the first byte").
@@ -177,28 +198,34 @@ async def respond(request: Request[Any, Any, Any], items: AsyncIterator[Delta | 
             await aclose()
         return json_response(whole(deltas, end))
 
-    async def lines() -> AsyncGenerator[bytes, None]:
+    frame = framing.frame
+
+    async def frames() -> AsyncGenerator[bytes, None]:
         item: Delta | Final = first
         try:
             while True:
                 if isinstance(item, Final):
-                    yield _encoder.encode(final(item)) + b"\n"
+                    for obj in _objects(final(item)):
+                        yield frame(obj)
+                    if framing.trailer:
+                        yield framing.trailer
                     return
-                yield _encoder.encode(chunk(item)) + b"\n"
+                for obj in _objects(chunk(item)):
+                    yield frame(obj)
                 item = await items.__anext__()
         except GenerationFailed as exc:
-            yield _encoder.encode(ErrorLine(str(exc))) + b"\n"
+            yield frame(framing.error(str(exc)))
         except StopAsyncIteration:
-            yield _encoder.encode(ErrorLine("the model runner ended the request without a result")) + b"\n"
-        except Exception as exc:  # noqa: BLE001 - a mid-stream failure becomes the last line
+            yield frame(framing.error("the model runner ended the request without a result"))
+        except Exception as exc:  # noqa: BLE001 - a mid-stream failure becomes the last frame
             log.exception("stream failed")
-            yield _encoder.encode(ErrorLine(str(exc) or type(exc).__name__)) + b"\n"
+            yield frame(framing.error(str(exc) or type(exc).__name__))
         finally:
             await aclose()
 
-    body = lines()
+    body = frames()
     # Closing the iterator after the response (also after a disconnect) cancels the engine request.
-    return Stream(body, media_type=NDJSON, status_code=200, background=BackgroundTask(body.aclose))
+    return Stream(body, media_type=framing.media_type, status_code=200, background=BackgroundTask(body.aclose))
 
 
 async def start_generation(request: Request[Any, Any, Any], view: ModelView, rendered: RenderedPrompt,
@@ -265,10 +292,19 @@ def with_metrics(out: GenerateResponse | ChatResponse, final: Final) -> Generate
 # -- /api/generate -------------------------------------------------------------------
 
 
-@post("/api/generate", status_code=200)
-async def generate(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    started = time.perf_counter_ns()
-    body = await decode_body(request, GenerateRequest)
+@dataclass
+class Prepared:
+    """What a generate or chat request became before any output: parsed events to relay, or a
+    finished load/unload (``done_reason``), or the rendered prompt of a debug request."""
+
+    items: AsyncIterator[Delta | Final] | None = None
+    done_reason: str = ""
+    debug: DebugInfo | None = None
+
+
+async def prepare_generate(request: Request[Any, Any, Any], state: State, body: GenerateRequest,
+                           started: int) -> Prepared:
+    """/api/generate up to its first output, in Ollama's order of checks (also used by /v1/completions)."""
     check_top_logprobs(body.top_logprobs)
     if not body.model.strip():
         raise RequestError(f"model '{body.model}' not found", 404)
@@ -279,8 +315,7 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
 
     if body.prompt == "" and keep_alive == 0:
         await scheduler.unload(local.name.display_shortest)
-        return json_response(GenerateResponse(model=body.model, created_at=now_rfc3339(), response="", done=True,
-                                              done_reason="unload"))
+        return Prepared(done_reason="unload")
     if body.raw and (body.template or body.system or body.context):
         raise RequestError("raw mode does not support template, system, or context")
     images = check_images(body.images)
@@ -292,18 +327,28 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
 
     if body.prompt == "" and not body.debug_render_only:
         await run_scheduled(request, lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
-        return json_response(GenerateResponse(model=body.model, created_at=now_rfc3339(), response="", done=True,
-                                              done_reason="load"))
+        return Prepared(done_reason="load")
 
     config = state.config
     rendered = await anyio.to_thread.run_sync(
         lambda: _render_generate(view, body, think, num_ctx_for(view, options, config.context_length)))
     if body.debug_render_only:
-        return json_response(GenerateResponse(model=body.model, created_at=now_rfc3339(), response="", done=False,
-                                              debug_info=DebugInfo(rendered_template=rendered.prompt,
-                                                                   image_count=len(rendered.images))))
-    items = await start_generation(request, view, rendered, body, options, grammar, started)
+        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)))
+    return Prepared(items=await start_generation(request, view, rendered, body, options, grammar, started))
+
+
+@post("/api/generate", status_code=200)
+async def generate(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    started = time.perf_counter_ns()
+    body = await decode_body(request, GenerateRequest)
+    prepared = await prepare_generate(request, state, body, started)
     model = body.model
+    if prepared.debug is not None:
+        return json_response(GenerateResponse(model=model, created_at=now_rfc3339(), response="", done=False,
+                                              debug_info=prepared.debug))
+    if prepared.items is None:
+        return json_response(GenerateResponse(model=model, created_at=now_rfc3339(), response="", done=True,
+                                              done_reason=prepared.done_reason))
 
     def chunk(delta: Delta) -> GenerateResponse:
         return GenerateResponse(model=model, created_at=now_rfc3339(), response=delta.content,
@@ -324,7 +369,8 @@ async def generate(request: Request[Any, Any, Any], state: State) -> Response[An
         out.logprobs = [lp for d in deltas for lp in d.logprobs] or None
         return out
 
-    return await respond(request, items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
+    return await respond(request, prepared.items, stream=body.stream is not False, chunk=chunk, final=final,
+                         whole=whole)
 
 
 def _render_generate(view: ModelView, body: GenerateRequest, think: bool | str | None, num_ctx: int) -> RenderedPrompt:
@@ -385,10 +431,9 @@ def _check_messages(messages: list[Message]) -> bool:
     return any_images
 
 
-@post("/api/chat", status_code=200)
-async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    started = time.perf_counter_ns()
-    body = await decode_body(request, ChatRequest)
+async def prepare_chat(request: Request[Any, Any, Any], state: State, body: ChatRequest,
+                       started: int) -> Prepared:
+    """/api/chat up to its first output, in Ollama's order of checks (also used by the /v1 chat routes)."""
     check_top_logprobs(body.top_logprobs)
     if not body.model.strip():
         raise RequestError("model is required")
@@ -400,13 +445,9 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     check_tools(body.tools)
     scheduler = get_scheduler(state)
 
-    def done_message(reason: str) -> ChatResponse:
-        return ChatResponse(model=body.model, created_at=now_rfc3339(),
-                            message=ResponseMessage(role="assistant", content=""), done=True, done_reason=reason)
-
     if not messages and keep_alive == 0:
         await scheduler.unload(local.name.display_shortest)
-        return json_response(done_message("unload"))
+        return Prepared(done_reason="unload")
     view = await anyio.to_thread.run_sync(inspect_model, local)
     check_capabilities(view, body.model, route="chat", think=think, tools=bool(body.tools), images=has_images)
     options = merged_options(local.parameters, body.options)
@@ -414,7 +455,7 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
 
     if not messages and not body.debug_render_only:
         await run_scheduled(request, lambda: scheduler.load(view.ref, options=options, keep_alive=body.keep_alive))
-        return json_response(done_message("load"))
+        return Prepared(done_reason="load")
 
     num_ctx = num_ctx_for(view, options, state.config.context_length)
     conversation = chat_messages([_message_dict(m) for m in messages], model_system=local.system,
@@ -426,18 +467,28 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
 
     rendered = await anyio.to_thread.run_sync(render_chat, conversation)
     if body.debug_render_only:
-        return json_response(ChatResponse(model=body.model, created_at=now_rfc3339(),
-                                          message=ResponseMessage(role="", content=""), done=False,
-                                          debug_info=DebugInfo(rendered_template=rendered.prompt,
-                                                               image_count=len(rendered.images))))
-    items: AsyncIterator[Delta | Final]
+        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)))
     if grammar and rendered.think and THINKING in view.capabilities:
-        items = think_then_format(request, view, rendered, body, options, grammar, started,
-                                  lambda thinking: render_chat([*conversation, {"role": "assistant", "content": "",
-                                                                                "thinking": thinking}]))
-    else:
-        items = await start_generation(request, view, rendered, body, options, grammar, started)
+        return Prepared(items=think_then_format(
+            request, view, rendered, body, options, grammar, started,
+            lambda thinking: render_chat([*conversation, {"role": "assistant", "content": "", "thinking": thinking}])))
+    return Prepared(items=await start_generation(request, view, rendered, body, options, grammar, started))
+
+
+@post("/api/chat", status_code=200)
+async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    started = time.perf_counter_ns()
+    body = await decode_body(request, ChatRequest)
+    prepared = await prepare_chat(request, state, body, started)
     model = body.model
+    if prepared.debug is not None:
+        return json_response(ChatResponse(model=model, created_at=now_rfc3339(),
+                                          message=ResponseMessage(role="", content=""), done=False,
+                                          debug_info=prepared.debug))
+    if prepared.items is None:
+        return json_response(ChatResponse(model=model, created_at=now_rfc3339(),
+                                          message=ResponseMessage(role="assistant", content=""), done=True,
+                                          done_reason=prepared.done_reason))
 
     def chunk(delta: Delta) -> ChatResponse:
         return ChatResponse(model=model, created_at=now_rfc3339(),
@@ -459,7 +510,8 @@ async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
         out.logprobs = [lp for d in deltas for lp in d.logprobs] or None
         return out
 
-    return await respond(request, items, stream=body.stream is not False, chunk=chunk, final=final, whole=whole)
+    return await respond(request, prepared.items, stream=body.stream is not False, chunk=chunk, final=final,
+                         whole=whole)
 
 
 # -- embeddings ----------------------------------------------------------------------------
@@ -475,13 +527,20 @@ def _embed_inputs(value: Any) -> list[str]:
     raise RequestError("invalid input type")
 
 
-@post("/api/embed", status_code=200)
-async def embed(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
-    started = time.perf_counter_ns()
-    body = await decode_body(request, EmbedRequest)
+@dataclass
+class Embedded:
+    """/api/embed's result before encoding (``vectors`` empty for a load-only request)."""
+
+    vectors: list[list[float]]
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+
+
+async def run_embed(request: Request[Any, Any, Any], state: State, body: EmbedRequest,
+                    inputs: list[str]) -> Embedded:
+    """/api/embed's work (also used by /v1/embeddings): L2-normalised, cut to ``dimensions`` and normalised again."""
     if not body.model.strip():
         raise RequestError(f"model '{body.model}' not found", 404)
-    inputs = _embed_inputs(body.input)
     local = await lookup(state, body.model)
     parse_keep_alive_field(body.keep_alive)
     ref = ModelRef.from_local(local)
@@ -490,7 +549,7 @@ async def embed(request: Request[Any, Any, Any], state: State) -> Response[bytes
     if not inputs:
         await run_scheduled(request, lambda: scheduler.load(ref, options=options, keep_alive=body.keep_alive,
                                                             embeddings=True))
-        return json_response(EmbedResponse(model=body.model, embeddings=[]))
+        return Embedded(vectors=[])
     engine_req = EngineEmbedRequest(inputs=list(inputs), truncate=body.truncate is not False, normalize=True)
     try:
         result = await unless_disconnected(
@@ -506,10 +565,24 @@ async def embed(request: Request[Any, Any, Any], state: State) -> Response[bytes
     vectors = [l2_normalize(v) for v in result.embeddings]
     if 0 < body.dimensions:
         vectors = [l2_normalize(v[: body.dimensions]) if body.dimensions < len(v) else v for v in vectors]
-    return json_response(EmbedResponse(model=body.model, embeddings=vectors,
+    return Embedded(vectors=vectors, load_duration=max(result.load_duration, 1),
+                    prompt_eval_count=result.prompt_eval_count)
+
+
+@post("/api/embed", status_code=200)
+async def embed(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    started = time.perf_counter_ns()
+    body = await decode_body(request, EmbedRequest)
+    if not body.model.strip():
+        raise RequestError(f"model '{body.model}' not found", 404)
+    inputs = _embed_inputs(body.input)
+    done = await run_embed(request, state, body, inputs)
+    if not done.vectors:
+        return json_response(EmbedResponse(model=body.model, embeddings=[]))
+    return json_response(EmbedResponse(model=body.model, embeddings=done.vectors,
                                        total_duration=max(time.perf_counter_ns() - started, 1),
-                                       load_duration=max(result.load_duration, 1),
-                                       prompt_eval_count=result.prompt_eval_count))
+                                       load_duration=done.load_duration,
+                                       prompt_eval_count=done.prompt_eval_count))
 
 
 @post("/api/embeddings", status_code=200)
