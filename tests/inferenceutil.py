@@ -62,3 +62,29 @@ def post(base: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
     if isinstance(body, (bytes, str)):
         return httpx.post(base + path, content=body, timeout=120, **kwargs)
     return httpx.post(base + path, json=body, timeout=120, **kwargs)
+
+
+# Model variants the chat-shaped routes share: a template that renders tools and tool calls (with a
+# format that forces one call, so the tool-call parser has something to find), and one that thinks.
+TOOLS_TEMPLATE = """{{- if .Tools }}<|im_start|>system
+Call a tool by answering with JSON. Tools: {{ json .Tools }}<|im_end|>
+{{ end }}
+{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ if .ToolCalls }}{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end }}
+{{- else }}{{ .Content }}{{ end }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"""
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}
+CALL = {"type": "object", "additionalProperties": False, "required": ["name", "arguments"], "properties": {
+    "name": {"type": "string", "enum": ["get_weather"]},
+    "arguments": {"type": "object", "additionalProperties": False, "required": ["city"],
+                  "properties": {"city": {"type": "string", "enum": ["Paris"]}}}}}
+
+
+THINKING_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ if .Thinking }}<think>{{ .Thinking }}</think>
+{{ end }}{{ .Content }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ if .Think }}<think>{{ end }}"""

@@ -16,7 +16,19 @@ import ollama
 import pytest
 
 from inferenceutil import client  # noqa: F401 - a fixture
-from inferenceutil import CREATED_AT, METRICS, MODEL, inference_server, ndjson, options, post
+from inferenceutil import (
+    CALL,
+    CREATED_AT,
+    METRICS,
+    MODEL,
+    THINKING_TEMPLATE,
+    TOOLS_TEMPLATE,
+    WEATHER,
+    inference_server,
+    ndjson,
+    options,
+    post,
+)
 
 HELLO = [{"role": "user", "content": "Name three colours."}]
 PERSON = {
@@ -191,24 +203,6 @@ def test_chat_load_and_unload(base: str, client: ollama.Client) -> None:
     assert "smol:latest" not in [m.name for m in client.ps().models]
 
 
-TOOLS_TEMPLATE = """{{- if .Tools }}<|im_start|>system
-Call a tool by answering with JSON. Tools: {{ json .Tools }}<|im_end|>
-{{ end }}
-{{- range .Messages }}<|im_start|>{{ .Role }}
-{{ if .ToolCalls }}{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end }}
-{{- else }}{{ .Content }}{{ end }}<|im_end|>
-{{ end }}<|im_start|>assistant
-"""
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}
-# Forces the model to answer with exactly one call, so the tool-call parser has something to find.
-CALL = {"type": "object", "additionalProperties": False, "required": ["name", "arguments"], "properties": {
-    "name": {"type": "string", "enum": ["get_weather"]},
-    "arguments": {"type": "object", "additionalProperties": False, "required": ["city"],
-                  "properties": {"city": {"type": "string", "enum": ["Paris"]}}}}}
-
-
 def test_tool_calls_stream_as_whole_objects(base: str, client: ollama.Client, model_path: Path) -> None:
     client.create("smol-tools", files={"model.gguf": client.create_blob(model_path)}, template=TOOLS_TEMPLATE)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
@@ -225,13 +219,6 @@ def test_tool_calls_stream_as_whole_objects(base: str, client: ollama.Client, mo
     whole = client.chat("smol-tools", messages=messages, tools=[WEATHER], format=CALL,
                         options=options(num_predict=40))
     assert whole.message.tool_calls and whole.message.tool_calls[0].function.arguments == {"city": "Paris"}
-
-
-THINKING_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
-{{ if .Thinking }}<think>{{ .Thinking }}</think>
-{{ end }}{{ .Content }}<|im_end|>
-{{ end }}<|im_start|>assistant
-{{ if .Think }}<think>{{ end }}"""
 
 
 def test_thinking_streams_in_its_own_field(base: str, client: ollama.Client, model_path: Path) -> None:
