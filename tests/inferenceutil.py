@@ -88,3 +88,16 @@ THINKING_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
 {{ end }}{{ .Content }}<|im_end|>
 {{ end }}<|im_start|>assistant
 {{ if .Think }}<think>{{ end }}"""
+
+
+# Thinking opens after "Plan:" and closes at the first "." (tags inferred around .Thinking), so
+# SmolLM2 thinks for a sentence and then answers; a final assistant turn is a prefill.
+PLAN_TEMPLATE = """{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 }}<|im_start|>{{ .Role }}
+{{ if .Thinking }}Plan:{{ .Thinking }}.{{ end }}{{ .Content }}
+{{- if not (and $last (eq .Role "assistant")) }}<|im_end|>
+{{ end }}
+{{- if and $last (ne .Role "assistant") }}<|im_start|>assistant
+{{ if $.Think }}Plan:{{ end }}
+{{- end }}
+{{- end }}"""

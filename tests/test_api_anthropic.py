@@ -22,12 +22,11 @@ import ollama
 import pytest
 
 from inferenceutil import client  # noqa: F401 - a fixture
-from inferenceutil import MODEL, inference_server, post
+from inferenceutil import MODEL, PLAN_TEMPLATE, TOOLS_TEMPLATE, inference_server, post
 from pyllama.server.anthropic import EventStream, StopWatch, convert_message, sse_frame, to_chat_request
 from pyllama.server.inference import Delta, Final
 from pyllama.server.schemas_anthropic import ContentBlock, MessageParam, MessagesRequest
 from pyllama.server.schemas_inference import ResponseToolCall, ResponseToolCallFunction
-from test_api_inference_chat import PLAN_TEMPLATE, TOOLS_TEMPLATE
 
 HELLO = [{"role": "user", "content": "Name three colours."}]
 COLD = {"temperature": 0}  # the SDK no longer takes temperature; it still goes on the wire

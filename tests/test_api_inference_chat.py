@@ -21,6 +21,7 @@ from inferenceutil import (
     CREATED_AT,
     METRICS,
     MODEL,
+    PLAN_TEMPLATE,
     THINKING_TEMPLATE,
     TOOLS_TEMPLATE,
     WEATHER,
@@ -250,17 +251,6 @@ def test_chat_truncates_old_messages_to_fit(base: str) -> None:
     assert "OLD-0 " in whole
 
 
-# Thinking opens after "Plan:" and closes at the first "." (tags inferred around .Thinking), so
-# SmolLM2 thinks for a sentence and then answers; a final assistant turn is a prefill.
-PLAN_TEMPLATE = """{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 }}<|im_start|>{{ .Role }}
-{{ if .Thinking }}Plan:{{ .Thinking }}.{{ end }}{{ .Content }}
-{{- if not (and $last (eq .Role "assistant")) }}<|im_end|>
-{{ end }}
-{{- if and $last (ne .Role "assistant") }}<|im_start|>assistant
-{{ if $.Think }}Plan:{{ end }}
-{{- end }}
-{{- end }}"""
 COLOUR = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
           "required": ["colour"], "additionalProperties": False}
 

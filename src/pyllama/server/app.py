@@ -15,6 +15,7 @@ from litestar.datastructures import State
 
 from pyllama.config import Config
 from pyllama.scheduler import Scheduler
+from pyllama.server.anthropic import anthropic_router
 from pyllama.server.errors import EXCEPTION_HANDLERS
 from pyllama.server.guard import RequestGuard
 from pyllama.server.models import models_router
@@ -68,7 +69,7 @@ def create_app(config: Config | None = None) -> Litestar:
             await scheduler.close()
 
     app = Litestar(
-        route_handlers=[root, version, models_router, inference_router, openai_router],
+        route_handlers=[root, version, models_router, inference_router, openai_router, anthropic_router],
         state=state,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         on_startup=[on_startup],
