@@ -21,6 +21,7 @@ from pyllama.server.guard import RequestGuard
 from pyllama.server.models import models_router
 from pyllama.server.ollama import inference_router
 from pyllama.server.openai import openai_router
+from pyllama.server.responses import responses_router
 from pyllama.store.layout import Store
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def create_app(config: Config | None = None) -> Litestar:
             await scheduler.close()
 
     app = Litestar(
-        route_handlers=[root, version, models_router, inference_router, openai_router, anthropic_router],
+        route_handlers=[root, version, models_router, inference_router, openai_router, anthropic_router,
+                        responses_router],
         state=state,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         on_startup=[on_startup],
