@@ -23,7 +23,7 @@ import pytest
 
 from inferenceutil import client  # noqa: F401 - a fixture
 from inferenceutil import MODEL, PLAN_TEMPLATE, TOOLS_TEMPLATE, inference_server, post
-from pyllama.server.anthropic import EventStream, StopWatch, convert_message, sse_frame, to_chat_request
+from pyllama.server.anthropic import EventStream, convert_message, sse_frame, to_chat_request
 from pyllama.server.inference import Delta, Final
 from pyllama.server.schemas_anthropic import ContentBlock, MessageParam, MessagesRequest
 from pyllama.server.schemas_inference import ResponseToolCall, ResponseToolCallFunction
@@ -276,7 +276,7 @@ def msgspec_blocks(blocks: list[dict[str, Any]]) -> list[ContentBlock]:
 
 
 def test_event_stream_switches_blocks_by_kind() -> None:
-    events = EventStream("msg_1", "m", 3, StopWatch(None))
+    events = EventStream("msg_1", "m", 3, None)
     call = ResponseToolCall(id="call_1", function=ResponseToolCallFunction(index=0, name="f", arguments={"a": 1}))
     out = [*events.chunk(Delta(thinking="t")), *events.chunk(Delta(content="x")), *events.chunk(Delta(tool_calls=[call])),
            *events.final(Final("stop", [], 1, 1, 4, 1, 2, 1))]

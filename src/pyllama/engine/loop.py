@@ -289,6 +289,7 @@ class EngineLoop:
             context=job.prompt.tolist() + job.generated,
             cached_tokens=job.n_cached,
             truncated=job.truncated,
+            stop_sequence=job.stream.matched,
         ))
         self._release(slot)
 

@@ -24,31 +24,33 @@ def partial_stop_length(text: str, stops: Sequence[str]) -> int:
     return best
 
 
-def find_stop(text: str, stops: Sequence[str]) -> int:
-    """Index of the earliest stop string in ``text``, or -1."""
-    found = -1
+def find_stop(text: str, stops: Sequence[str]) -> tuple[int, str]:
+    """Index of the earliest stop string in ``text`` and that string, or (-1, "")."""
+    found, which = -1, ""
     for stop in stops:
         at = text.find(stop)
         if at >= 0 and (found < 0 or at < found):
-            found = at
-    return found
+            found, which = at, stop
+    return found, which
 
 
 class TextStream:
     """Accumulates token pieces; ``push`` returns what may be sent now.
 
-    After a stop string matched, ``stopped`` is True and the stream accepts
+    After a stop string matched, ``stopped`` is True, ``matched`` is that
+    string (clients such as Anthropic's report it) and the stream accepts
     nothing more. ``finish`` returns whatever was held back (an incomplete
     character becomes U+FFFD, like ``Model.detokenize``).
     """
 
-    __slots__ = ("_decoder", "_held", "_stops", "stopped")
+    __slots__ = ("_decoder", "_held", "_stops", "matched", "stopped")
 
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""
         self._stops = tuple(s for s in stops if s)
         self.stopped = False
+        self.matched = ""
 
     def push(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that can no longer change."""
@@ -59,7 +61,7 @@ class TextStream:
             return new
         text = self._held + new
         # Held text is shorter than any stop string, so ``text`` is short.
-        at = find_stop(text, self._stops)
+        at, self.matched = find_stop(text, self._stops)
         if at >= 0:
             self.stopped = True
             self._held = ""
@@ -76,7 +78,7 @@ class TextStream:
         text = self._held + tail
         self._held = ""
         if self._stops and tail:
-            at = find_stop(text, self._stops)
+            at, self.matched = find_stop(text, self._stops)
             if at >= 0:
                 self.stopped = True
                 return text[:at]

@@ -102,6 +102,7 @@ class Done(msgspec.Struct, tag="done", array_like=True, omit_defaults=True, gc=F
     context: list[int] = []
     cached_tokens: int = 0
     truncated: bool = False
+    stop_sequence: str = ""  # the stop string that ended the output, if one did
 
 
 class Embeddings(msgspec.Struct, tag="embeddings", array_like=True, omit_defaults=True, gc=False):

@@ -215,9 +215,8 @@ def to_chat_request(body: MessagesRequest) -> ChatRequest:
             options[key] = getattr(body, key)
     if body.stop_sequences:
         options["stop"] = list(body.stop_sequences)
-    # Token pieces (with the withheld stop text) tell which stop sequence ended the output.
     return ChatRequest(model=body.model, messages=messages, tools=convert_tools(body), options=options,
-                       think=_think(body), stream=body.stream, logprobs=bool(body.stop_sequences))
+                       think=_think(body), stream=body.stream)
 
 
 def estimate_input_tokens(body: MessagesRequest) -> int:
@@ -239,21 +238,9 @@ async def relax_thinking(state: State, chat: ChatRequest) -> None:
 # -- output ----------------------------------------------------------------------
 
 
-class StopWatch:
-    """Which of the request's stop sequences ended the output, from the generated pieces."""
-
-    def __init__(self, sequences: list[str] | None) -> None:
-        self.sequences = [s for s in sequences or [] if s]
-        self.raw = bytearray()
-
-    def feed(self, delta: Delta) -> None:
-        for lp in delta.logprobs:
-            self.raw += bytes(lp.bytes or ())
-
-    def matched(self) -> str | None:
-        text = self.raw.decode("utf-8", errors="replace")
-        ends = [(text.find(s) + len(s), s) for s in self.sequences if s in text]
-        return min(ends)[1] if ends else None
+def client_stop(end: Final, sequences: list[str] | None) -> str | None:
+    """The client's stop sequence that ended the output (not a template's own stop), if one did."""
+    return end.stop_sequence if end.stop_sequence and end.stop_sequence in (sequences or ()) else None
 
 
 def stop_reason(done_reason: str, tool_use: bool, sequence: str | None) -> str | None:
@@ -267,7 +254,8 @@ def stop_reason(done_reason: str, tool_use: bool, sequence: str | None) -> str |
     return "stop_sequence" if done_reason else None
 
 
-def whole_message(msg_id: str, model: str, deltas: list[Delta], end: Final, watch: StopWatch) -> MessagesResponse:
+def whole_message(msg_id: str, model: str, deltas: list[Delta], end: Final,
+                  sequences: list[str] | None) -> MessagesResponse:
     """A non-streaming answer: thinking, then text, then tool_use blocks (Ollama's order)."""
     content: list[Block] = []
     thinking = "".join(d.thinking for d in deltas)
@@ -278,9 +266,7 @@ def whole_message(msg_id: str, model: str, deltas: list[Delta], end: Final, watc
         content.append(TextBlock(text))
     calls = [c for d in deltas for c in d.tool_calls]
     content += [ToolUseBlock(c.id, c.function.name, c.function.arguments) for c in calls if c.function]
-    for d in deltas:
-        watch.feed(d)
-    sequence = watch.matched() if end.done_reason == "stop" and not calls else None
+    sequence = client_stop(end, sequences) if not calls else None
     return MessagesResponse(id=msg_id, model=model, content=content,
                             stop_reason=stop_reason(end.done_reason, bool(calls), sequence),
                             stop_sequence=sequence, usage=Usage(end.prompt_eval_count, end.eval_count))
@@ -290,8 +276,8 @@ class EventStream:
     """Parsed deltas -> Anthropic's events: one open block at a time, a new block whenever the
     kind changes (thinking -> text -> tool_use), each tool call a whole block."""
 
-    def __init__(self, msg_id: str, model: str, input_estimate: int, watch: StopWatch) -> None:
-        self.msg_id, self.model, self.input_estimate, self.watch = msg_id, model, input_estimate, watch
+    def __init__(self, msg_id: str, model: str, input_estimate: int, sequences: list[str] | None) -> None:
+        self.msg_id, self.model, self.input_estimate, self.sequences = msg_id, model, input_estimate, sequences
         self.started = False
         self.open: str | None = None
         self.index = 0
@@ -321,7 +307,6 @@ class EventStream:
         return out
 
     def chunk(self, delta: Delta) -> list[StreamEvent]:
-        self.watch.feed(delta)
         out = self._begin()
         if delta.thinking:
             out += self._switch("thinking")
@@ -341,7 +326,7 @@ class EventStream:
         return out
 
     def final(self, end: Final) -> list[StreamEvent]:
-        sequence = self.watch.matched() if end.done_reason == "stop" and not self.tool_use else None
+        sequence = client_stop(end, self.sequences) if not self.tool_use else None
         reason = stop_reason(end.done_reason, self.tool_use, sequence)
         return [*self._begin(), *self._close(),
                 MessageDelta(StopInfo(reason, sequence), Usage(end.prompt_eval_count, end.eval_count)),
@@ -367,10 +352,9 @@ async def messages(request: Request[Any, Any, Any], state: State) -> Response[An
     if prepared.items is None:
         raise RequestError("the request produced no output", 500)
     msg_id = new_id("msg")
-    watch = StopWatch(body.stop_sequences)
-    events = EventStream(msg_id, body.model, estimate_input_tokens(body), watch)
+    events = EventStream(msg_id, body.model, estimate_input_tokens(body), body.stop_sequences)
     response = await respond(request, prepared.items, stream=body.stream, chunk=events.chunk, final=events.final,
-                             whole=lambda deltas, end: whole_message(msg_id, body.model, deltas, end, watch),
+                             whole=lambda deltas, end: whole_message(msg_id, body.model, deltas, end, body.stop_sequences),
                              framing=SSE_FRAMING)
     if body.stream:
         response.headers["Cache-Control"] = "no-cache"

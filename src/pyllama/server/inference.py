@@ -319,6 +319,7 @@ class Final:
     prompt_eval_duration: int
     eval_count: int
     eval_duration: int
+    stop_sequence: str = ""
 
 
 class GenerationFailed(Exception):
@@ -376,6 +377,7 @@ def final_from(done: Done, started_ns: int, loaded_ns: int) -> Final:
         prompt_eval_duration=done.prompt_eval_duration,
         eval_count=done.eval_count,
         eval_duration=done.eval_duration,
+        stop_sequence=done.stop_sequence,
     )
 
 
