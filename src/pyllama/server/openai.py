@@ -217,8 +217,8 @@ def _part_message(role: str, part: Any) -> Message:
     raise RequestError("invalid message format")
 
 
-def think_from_effort(body: ChatCompletionRequest) -> bool | str | None:
-    effort = body.reasoning.effort if body.reasoning is not None and body.reasoning.effort else body.reasoning_effort
+def think_from_effort(effort: str | None) -> bool | str | None:
+    """A reasoning effort -> the native ``think`` (None when not given); unknown values are a 400."""
     if not effort:
         return None
     if effort not in REASONING_EFFORTS:
@@ -254,8 +254,9 @@ def chat_request(body: ChatCompletionRequest) -> ChatRequest:
             fmt = "json"
         elif kind == "json_schema" and body.response_format.json_schema is not None:
             fmt = body.response_format.json_schema.schema
+    effort = body.reasoning.effort if body.reasoning is not None and body.reasoning.effort else body.reasoning_effort
     return ChatRequest(model=body.model, messages=messages, options=options, format=fmt, stream=bool(body.stream),
-                       tools=body.tools, think=think_from_effort(body), logprobs=bool(body.logprobs),
+                       tools=body.tools, think=think_from_effort(effort), logprobs=bool(body.logprobs),
                        top_logprobs=body.top_logprobs or 0, debug_render_only=body.debug_render_only)
 
 
@@ -303,7 +304,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{random.randrange(999)}"  # noqa: S311 - an id, not a secret
 
 
-async def _items(prepared: Prepared) -> AsyncIterator[Delta | Final]:
+async def relayed_items(prepared: Prepared) -> AsyncIterator[Delta | Final]:
     """The events to relay; a load-only request (empty prompt) is just its end, as Ollama relays it."""
     if prepared.items is not None:
         return prepared.items
@@ -371,7 +372,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
             choice["logprobs"] = ChoiceLogprobs(content=logprobs)
         return envelope("chat.completion", [choice], usage_of(end))
 
-    return await respond(request, await _items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
+    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
                          framing=SSE_FRAMING)
 
 
@@ -415,7 +416,7 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
         logprobs = [lp for d in deltas for lp in d.logprobs]
         return envelope([choice(text, end.done_reason or None, logprobs)], usage_of(end))
 
-    return await respond(request, await _items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
+    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
                          framing=SSE_FRAMING)
 
 

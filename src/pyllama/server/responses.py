@@ -25,8 +25,7 @@ from pyllama.server.errors import RequestError
 from pyllama.server.inference import Delta, Final
 from pyllama.server.models import decode_body
 from pyllama.server.ollama import Framing, prepare_chat, respond
-from pyllama.server.openai import REASONING_EFFORTS, SSE, decode_image_url
-from pyllama.server.openai import _items as relayed_items
+from pyllama.server.openai import SSE, decode_image_url, relayed_items, think_from_effort
 from pyllama.server.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from pyllama.server.schemas_inference import ChatRequest, Message, ResponseToolCall, ToolCall, ToolCallFunction
 from pyllama.server.schemas_responses import (
@@ -178,13 +177,7 @@ def input_messages(value: Any) -> list[Message]:
 
 
 def _think(body: ResponsesRequest) -> bool | str | None:
-    effort = body.reasoning.effort if body.reasoning is not None else None
-    if not effort:
-        return None
-    if effort not in REASONING_EFFORTS:
-        raise RequestError(f"invalid reasoning value: '{effort}' (must be \"minimal\", \"low\", \"medium\", "
-                           f"\"high\", \"xhigh\", \"max\", or \"none\")")
-    return REASONING_EFFORTS[effort]
+    return think_from_effort(body.reasoning.effort if body.reasoning is not None else None)
 
 
 def _native_tools(tools: list[FunctionTool] | None) -> list[dict[str, Any]] | None:
