@@ -9,10 +9,17 @@ shared prefix), exactly 128 generated tokens (EOG tokens banned). Then TTFT
 of a 1k-token prompt with its prefix cached vs not cached.
 
     .venv/bin/python bench/engine_bench.py [--model PATH] [--threads 2] [--streams 1,4,8,16]
+        [--sides llama-server,pyllama,pyllama-http]
 
-pyllama is driven in-process (Scheduler -> runner process, no HTTP);
-llama-server through /completion with stream, n_predict, ignore_eos and
-cache_prompt off (on for the cached-prefix numbers). Prints a markdown table.
+Three sides: ``pyllama`` is driven in-process (Scheduler -> runner
+process, no HTTP); ``pyllama-http`` is ``pyllama serve`` in a subprocess,
+driven through ``POST /api/generate`` (raw, NDJSON stream) with the prompt
+as text (the same token ids detokenized); llama-server through
+/completion with stream, n_predict, ignore_eos and cache_prompt off (on for
+the cached-prefix numbers). The HTTP API has no way to ban end-of-generation
+tokens, so a pyllama-http request may end before 128 tokens; its table
+shows the mean tokens per request, and tokens/s count what was generated.
+Prints markdown tables.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -86,8 +95,10 @@ class Phase:
 Generate = Callable[[list[int], int, bool], AsyncIterator[tuple[float, int]]]
 
 
-async def run_phase(generate: Generate, prompts: list[list[int]], n: int, rounds: int, limit: float) -> Phase:
-    """N workers, each sending ``rounds`` requests back to back (none started after ``limit`` s)."""
+async def run_phase(generate: Generate, prompts: list[list[int]], n: int, rounds: int, limit: float,
+                    exact: bool = True) -> Phase:
+    """N workers, each sending ``rounds`` requests back to back (none started after ``limit`` s).
+    ``exact``: every request must produce exactly GEN_TOKENS tokens."""
     samples: list[Sample] = []
     start = time.perf_counter()
 
@@ -98,7 +109,7 @@ async def run_phase(generate: Generate, prompts: list[list[int]], n: int, rounds
             sample = Sample(time.perf_counter())
             async for arrival in generate(prompts[(w * rounds + r) % len(prompts)], GEN_TOKENS, False):
                 sample.arrivals.append(arrival)
-            if sample.tokens != GEN_TOKENS:
+            if sample.tokens != GEN_TOKENS and (exact or not 0 < sample.tokens <= GEN_TOKENS):
                 raise RuntimeError(f"expected {GEN_TOKENS} tokens, got {sample.tokens}")
             samples.append(sample)
 
@@ -169,13 +180,112 @@ class Ours:
         await self.sched.close()
 
 
-# ---- llama-server ----------------------------------------------------------------------------
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def process_tree_rss(pid: int) -> int:
+    """Peak RSS of a process plus its direct children (the server and its runner)."""
+    total = peak_rss(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            try:
+                total += peak_rss(int(stat.parent.name))
+            except OSError:
+                pass
+    return total
+
+
+class OursHTTP:
+    """``pyllama serve`` in a subprocess with N slots, driven through /api/generate."""
+
+    exact = False
+
+    def __init__(self, model: Path, threads: int, n_ctx: int, n: int, texts: dict[tuple[int, ...], str]) -> None:
+        self.model, self.n_ctx, self.texts = model, n_ctx, texts
+        self.port = free_port()
+        self.home = tempfile.TemporaryDirectory(prefix="pyllama-bench-")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
+        self.env.update({"PYLLAMA_HOST": f"127.0.0.1:{self.port}", "PYLLAMA_MODELS": self.home.name,
+                         "PYLLAMA_NUM_PARALLEL": str(n), "PYLLAMA_CONTEXT_LENGTH": str(n_ctx),
+                         "PYLLAMA_NUM_THREADS": str(threads), "PYLLAMA_KEEP_ALIVE": "-1"})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=600,
+                                        limits=httpx.Limits(max_connections=64))
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pyllama", "serve"], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pyllama serve exited with {self.proc.returncode}")
+            try:
+                if (await self.client.get("/")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("pyllama serve did not answer within 60s")
+            await asyncio.sleep(0.2)
+        import hashlib
+
+        data = self.model.read_bytes()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        (await self.client.post(f"/api/blobs/{digest}", content=data)).raise_for_status()
+        (await self.client.post("/api/create", json={"model": "bench", "files": {"model.gguf": digest},
+                                                     "stream": False})).raise_for_status()
+        (await self.client.post("/api/generate", json={"model": "bench", "prompt": "",
+                                                       "options": {"num_ctx": self.n_ctx}})).raise_for_status()
+
+    async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
+        body = {"model": "bench", "prompt": self.texts[tuple(prompt)], "raw": True, "stream": True,
+                "options": {"num_predict": n_predict, "temperature": 0, "num_ctx": self.n_ctx}}
+        seen = 0
+        async with self.client.stream("POST", "/api/generate", json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                chunk = json.loads(line)
+                if "error" in chunk:
+                    raise RuntimeError(chunk["error"])
+                if chunk.get("done"):
+                    rest = int(chunk.get("eval_count", seen)) - seen  # tokens whose text came in one piece
+                    if rest > 0:
+                        yield time.perf_counter(), rest
+                    return
+                if chunk.get("response"):
+                    seen += 1
+                    yield time.perf_counter(), 1
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss(self) -> int:
+        return process_tree_rss(self.pid)
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.home.cleanup()
+
+
+# ---- llama-server ----------------------------------------------------------------------------
 
 
 class LlamaServer:
@@ -249,9 +359,10 @@ def llama_bench_tg(binary: Path, model: Path, threads: int) -> float:
 
 
 Result = tuple[dict[int, Phase], dict[int, int], tuple[float, float]]
+Side = Ours | OursHTTP | LlamaServer
 
 
-async def measure(makers: dict[str, Callable[[int], Ours | LlamaServer]], streams: list[int], rounds: int,
+async def measure(makers: dict[str, Callable[[int], Side]], streams: list[int], rounds: int,
                   limit: float, prompts: list[list[int]], warmup: list[list[int]], seed: int,
                   vocab: tuple[int, int], reps: int) -> dict[str, Result]:
     """Per N, each side in turn (one server alive at a time), so drift in
@@ -263,11 +374,12 @@ async def measure(makers: dict[str, Callable[[int], Ours | LlamaServer]], stream
             server = make(n)
             await server.start()
             try:
-                await run_phase(server.generate, warmup, n, 1, limit)  # warm-up, prompts of its own
-                phases[n] = await run_phase(server.generate, prompts, n, rounds, limit)
+                exact = getattr(server, "exact", True)
+                await run_phase(server.generate, warmup, n, 1, limit, exact)  # warm-up, prompts of its own
+                phases[n] = await run_phase(server.generate, prompts, n, rounds, limit, exact)
                 if n == streams[0]:
                     cache = await prefix_ttft(server.generate, np.random.default_rng(seed + 1), vocab, reps)
-                rss[n] = peak_rss(server.pid)
+                rss[n] = server.rss() if isinstance(server, OursHTTP) else peak_rss(server.pid)
             finally:
                 await server.stop()
             results[name] = (phases, rss, cache)
@@ -285,6 +397,8 @@ def main() -> None:
     parser.add_argument("--cache-reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--sides", default="llama-server,pyllama,pyllama-http",
+                        help="which servers to run (llama-server always)")
     args = parser.parse_args()
     model = args.model or default_model()
     streams = [int(x) for x in args.streams.split(",")]
@@ -301,45 +415,76 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     prompts = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams) * args.rounds)]
     warmup = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams))]
+    texts = _TextPrompts(vocab_model)
 
-    makers: dict[str, Callable[[int], Ours | LlamaServer]] = {
+    available: dict[str, Callable[[int], Side]] = {
         "llama-server": lambda n: LlamaServer(binary, model, args.threads, args.ctx, n),
         "pyllama": lambda n: Ours(model, args.threads, args.ctx, n, eog_ban),
+        "pyllama-http": lambda n: OursHTTP(model, args.threads, args.ctx, n, texts),
     }
+    sides = [s.strip() for s in args.sides.split(",")]
+    if "llama-server" not in sides or any(s not in available for s in sides):
+        sys.exit(f"--sides: names from {', '.join(available)}, llama-server included")
+    makers = {name: available[name] for name in sides}
     results = asyncio.run(measure(makers, streams, args.rounds, args.phase_timeout, prompts, warmup, args.seed,
                                   vocab, args.cache_reps))
     tg = llama_bench_tg(bench_bin, model, args.threads) if bench_bin.exists() else float("nan")
-    report(args, model, streams, results["pyllama"], results["llama-server"], tg)
+    report(args, model, streams, results, tg)
 
 
-def report(args: argparse.Namespace, model: Path, streams: list[int],
-           ours: Result, ref: Result, tg: float) -> None:
-    (op, orss, ocache), (lp, lrss, lcache) = ours, ref
+class _TextPrompts(dict[tuple[int, ...], str]):
+    """Token-id prompts as text for the HTTP side (detokenized on first use)."""
+
+    def __init__(self, vocab_model: _native.Model) -> None:
+        super().__init__()
+        self.vocab_model = vocab_model
+
+    def __missing__(self, key: tuple[int, ...]) -> str:
+        text = self.vocab_model.detokenize(list(key))
+        self[key] = text
+        return text
+
+
+def report(args: argparse.Namespace, model: Path, streams: list[int], results: dict[str, Result], tg: float) -> None:
+    ref_phases, ref_rss, _ = results["llama-server"]
+    ours = [name for name in results if name != "llama-server"]
     print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | prompt {PROMPT_TOKENS} "
           f"tokens, {GEN_TOKENS} generated | {args.rounds} requests per stream")
     print(f"platform: {platform_line()} | load avg {os.getloadavg()[0]:.2f}\n")
-    print("| N | agg tok/s pyllama | agg tok/s llama-server | ratio | per-stream pyllama | per-stream llama-server "
-          "| ratio | TTFT p50 ms (py / ls) | TTFT p95 ms (py / ls) | peak RSS MiB (py runner / ls) |")
+    print("| N | side | agg tok/s | vs llama-server | per-stream tok/s | vs llama-server | tokens/request "
+          "| TTFT p50 ms | TTFT p95 ms | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in streams:
-        o, lq = op[n], lp[n]
-        print(f"| {n} | {o.aggregate:.1f} | {lq.aggregate:.1f} | {o.aggregate / lq.aggregate:.2f} "
-              f"| {o.per_stream:.1f} | {lq.per_stream:.1f} | {o.per_stream / lq.per_stream:.2f} "
-              f"| {o.pct(50) * 1e3:.0f} / {lq.pct(50) * 1e3:.0f} | {o.pct(95) * 1e3:.0f} / {lq.pct(95) * 1e3:.0f} "
-              f"| {orss[n] / 2**20:.0f} / {lrss[n] / 2**20:.0f} |")
+        lq = ref_phases[n]
+        for name in ["llama-server", *ours]:
+            phases, rss, _ = results[name]
+            o = phases[n]
+            tokens = statistics.mean(s.tokens for s in o.samples)
+            print(f"| {n} | {name} | {o.aggregate:.1f} | {o.aggregate / lq.aggregate:.2f} | {o.per_stream:.1f} "
+                  f"| {o.per_stream / lq.per_stream:.2f} | {tokens:.1f} | {o.pct(50) * 1e3:.0f} "
+                  f"| {o.pct(95) * 1e3:.0f} | {rss[n] / 2**20:.0f} |")
+    if "pyllama" in results and "pyllama-http" in results:
+        print("\nHTTP vs in-process (pyllama-http / pyllama):")
+        print("| N | aggregate | per-stream |")
+        print("|---|---|---|")
+        for n in streams:
+            h, i = results["pyllama-http"][0][n], results["pyllama"][0][n]
+            print(f"| {n} | {h.aggregate / i.aggregate:.2f} | {h.per_stream / i.per_stream:.2f} |")
     print(f"\nTTFT, {PREFIX_TOKENS + 20}-token prompt, N={streams[0]} (median of {args.cache_reps}):")
     print("| | cached 1k prefix ms | uncached ms | cached / uncached |")
     print("|---|---|---|---|")
-    for name, (cached, fresh) in (("pyllama", ocache), ("llama-server", lcache)):
+    for name, (_, _, (cached, fresh)) in results.items():
         print(f"| {name} | {cached * 1e3:.0f} | {fresh * 1e3:.0f} | {cached / fresh:.1%} |")
-    single = op[streams[0]].per_stream
-    print(f"\nllama-bench tg128: {tg:.1f} tok/s; pyllama single stream {single:.1f} tok/s = {single / tg:.1%}")
+    for name in ours:
+        single = results[name][0][streams[0]].per_stream
+        print(f"\nllama-bench tg128: {tg:.1f} tok/s; {name} single stream {single:.1f} tok/s = {single / tg:.1%}")
     if args.json:
-        data = {side: {str(n): {"aggregate": p.aggregate, "per_stream": p.per_stream, "ttft_p50": p.pct(50),
-                                "ttft_p95": p.pct(95), "peak_rss": rss[n]} for n, p in phases.items()}
-                | {"cache": {"cached": cache[0], "uncached": cache[1]}}
-                for side, (phases, rss, cache) in (("pyllama", ours), ("llama-server", ref))}
-        data["llama_bench_tg128"] = tg  # type: ignore[assignment]
+        data: dict[str, object] = {
+            side: {str(n): {"aggregate": p.aggregate, "per_stream": p.per_stream, "ttft_p50": p.pct(50),
+                            "ttft_p95": p.pct(95), "peak_rss": rss[n]} for n, p in phases.items()}
+            | {"cache": {"cached": cache[0], "uncached": cache[1]}}
+            for side, (phases, rss, cache) in results.items()}
+        data["llama_bench_tg128"] = tg
         args.json.write_text(json.dumps(data, indent=2))
 
 
