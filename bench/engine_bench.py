@@ -202,7 +202,29 @@ def process_tree_rss(pid: int) -> int:
     return total
 
 
-class OursHTTP:
+class ServerProcess:
+    """A server in a subprocess (``proc``) talked to through ``client``."""
+
+    proc: subprocess.Popen[bytes] | None
+    client: httpx.AsyncClient
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class OursHTTP(ServerProcess):
     """``pyllama serve`` in a subprocess with N slots, driven through /api/generate."""
 
     exact = False
@@ -265,30 +287,18 @@ class OursHTTP:
                     seen += 1
                     yield time.perf_counter(), 1
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
     def rss(self) -> int:
         return process_tree_rss(self.pid)
 
     async def stop(self) -> None:
-        await self.client.aclose()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        await super().stop()
         self.home.cleanup()
 
 
 # ---- llama-server ----------------------------------------------------------------------------
 
 
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """llama-server at --parallel N, talked to over /completion (SSE)."""
 
     def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int, n: int) -> None:
@@ -332,21 +342,6 @@ class LlamaServer:
                     seen = predicted
                 if chunk.get("stop"):
                     return
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def stop(self) -> None:
-        await self.client.aclose()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 # ---- driver ------------------------------------------------------------------------------------
