@@ -349,6 +349,12 @@ def test_routing_errors(module_server: str) -> None:
     assert httpx.get(module_server + "/").text == "Ollama is running"
 
 
+def test_status_reports_cloud_disabled(module_server: str, tmp_path: Path) -> None:
+    assert httpx.get(module_server + "/api/status").json() == {"cloud": {"disabled": True, "source": "none"}}
+    with start_server({"PYLLAMA_MODELS": str(tmp_path), "OLLAMA_NO_CLOUD": "1"}) as url:
+        assert httpx.get(url + "/api/status").json() == {"cloud": {"disabled": True, "source": "env"}}
+
+
 # -- quantize, capabilities, pruning settings (fresh servers) ------------------------
 
 

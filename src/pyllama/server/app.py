@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from litestar import Litestar, Response, route
+from litestar import Litestar, Response, get, route
 from litestar.datastructures import State
 
 from pyllama.config import Config
@@ -37,6 +37,16 @@ async def root() -> Response[bytes]:
 @route("/api/version", http_method=["GET", "HEAD"])
 async def version() -> Response[dict[str, str]]:
     return Response(content={"version": OLLAMA_API_VERSION})
+
+
+@get("/api/status")
+async def status() -> Response[dict[str, dict[str, object]]]:
+    """Ollama's cloud status. pyllama has no cloud models or proxied tools, so cloud is always
+    disabled; ``source`` says whether the environment also asks for that (OLLAMA_NO_CLOUD)."""
+    env = os.environ
+    asked = any(env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+                for name in ("PYLLAMA_NO_CLOUD", "OLLAMA_NO_CLOUD"))
+    return Response(content={"cloud": {"disabled": True, "source": "env" if asked else "none"}})
 
 
 def runner_threads(env: dict[str, str] | None = None) -> int:
@@ -70,7 +80,7 @@ def create_app(config: Config | None = None) -> Litestar:
             await scheduler.close()
 
     app = Litestar(
-        route_handlers=[root, version, models_router, inference_router, openai_router, anthropic_router,
+        route_handlers=[root, version, status, models_router, inference_router, openai_router, anthropic_router,
                         responses_router],
         state=state,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
