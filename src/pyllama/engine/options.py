@@ -25,6 +25,7 @@ _FLOAT_FIELDS = frozenset({
 })
 _TYPE_WORDS = {"int": "integer", "float": "float32", "list": "array", "string": "string", "map": "object"}
 MAX_TOP_LOGPROBS = 20
+TRIGGER_KINDS = ("word", "pattern", "pattern_full", "token")  # llama.cpp's common_grammar_trigger_type
 
 
 def _type_error(key: str, kind: str) -> InvalidRequestError:
@@ -110,6 +111,11 @@ def validate_options(opts: SamplingOptions, n_vocab: int | None = None) -> None:
     _check(opts.mirostat in (0, 1, 2), f"mirostat must be 0 (off), 1 or 2, got {opts.mirostat}")
     _check(opts.mirostat_tau > 0 and opts.mirostat_eta > 0, "mirostat_tau and mirostat_eta must be > 0")
     _check(all(opts.stop), "stop strings must not be empty")
+    kinds = {t.kind for t in opts.grammar_triggers} - set(TRIGGER_KINDS)
+    _check(not kinds, f"unknown grammar trigger kind(s): {', '.join(sorted(kinds))} (expected {', '.join(TRIGGER_KINDS)})")
+    # as llama-server: a lazy grammar without triggers would never apply
+    _check(not (opts.grammar and opts.grammar_lazy) or bool(opts.grammar_triggers),
+           "a lazy grammar needs at least one trigger")
     if n_vocab is not None:
         for tok, bias in opts.logit_bias.items():
             _check(0 <= tok < n_vocab, f"logit_bias token {tok} is not in the vocabulary (0..{n_vocab - 1})")

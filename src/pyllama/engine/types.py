@@ -11,8 +11,24 @@ from typing import Union
 
 import msgspec
 
+class GrammarTrigger(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """What wakes a lazy grammar, as llama.cpp's ``common_grammar_trigger``:
+    ``kind`` "word" (literal text), "pattern" (a regex searched anywhere),
+    "pattern_full" (a regex the whole output must match) or "token"
+    (``token``, or ``value`` when it is one token)."""
+
+    kind: str
+    value: str = ""
+    token: int = -1
+
+
 class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
-    """Ollama's per-request generation options, with Ollama's defaults."""
+    """Ollama's per-request generation options, with Ollama's defaults.
+
+    ``grammar_lazy``/``grammar_triggers``/``preserved_tokens`` carry
+    llama.cpp's tool-call grammar settings (from the chat template): a lazy
+    grammar constrains nothing until a trigger appears in the output.
+    """
 
     num_predict: int = -1
     temperature: float = 0.8
@@ -32,6 +48,9 @@ class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fa
     num_keep: int = 4
     grammar: str = ""
     logit_bias: dict[int, float] = {}
+    grammar_lazy: bool = False
+    grammar_triggers: list[GrammarTrigger] = []
+    preserved_tokens: list[str] = []
 
 
 class GenerateRequest(msgspec.Struct, tag="generate", array_like=True, omit_defaults=True, gc=False):
