@@ -61,3 +61,21 @@ def write_tiny_llama(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def with_chat_template(source: Path, path: Path, template: str) -> Path:
+    """A copy of ``source`` whose ``tokenizer.chat_template`` is ``template``
+    (for a model whose own template has no tool-call format llama.cpp knows)."""
+    from gguf import GGUFReader, Keys
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+    from gguf.constants import GGUFValueType
+
+    reader = GGUFReader(source, "r")
+    arch = reader.fields[Keys.General.ARCHITECTURE].contents()
+    writer = GGUFWriter(str(path), arch, endianess=reader.endianess)
+    alignment = reader.fields.get(Keys.General.ALIGNMENT)
+    if alignment is not None:
+        writer.data_alignment = alignment.contents()
+    copy_with_new_metadata(reader, writer, {Keys.Tokenizer.CHAT_TEMPLATE: MetadataDetails(GGUFValueType.STRING, template)},
+                           [])
+    return path

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pyllama.engine import InvalidRequestError, options_from_mapping
-from pyllama.engine.types import Chunk, Done, Event, Failure, SamplingOptions, TokenLogprob
+from pyllama.engine.types import Chunk, Done, Event, Failure, GrammarTrigger, SamplingOptions, TokenLogprob
 from pyllama.keep_alive import KeepAliveError, parse_keep_alive
 from pyllama.scheduler import DEFAULT_NUM_CTX, ModelRef, SchedulerError
 from pyllama.server.errors import RequestError
@@ -149,8 +149,14 @@ def merged_options(model_parameters: Mapping[str, Any], request: Mapping[str, An
     return merged
 
 
-def sampling_options(options: Mapping[str, Any], *, grammar: str = "", stops: Sequence[str] = ()) -> SamplingOptions:
-    """The engine's options for a request; value errors (e.g. negative temperature) are 400s."""
+def sampling_options(options: Mapping[str, Any], *, grammar: str = "", stops: Sequence[str] = (),
+                     rendered: RenderedPrompt | None = None) -> SamplingOptions:
+    """The engine's options for a request; value errors (e.g. negative temperature) are 400s.
+
+    With ``rendered`` from a Jinja template and tools, llama.cpp's tool-call
+    grammar (lazy, with its triggers) constrains the calls, as in
+    llama-server; a user grammar (``format``) wins, as llama-server's
+    response format replaces the tool grammar."""
     try:
         opts = options_from_mapping(options)
     except InvalidRequestError as exc:
@@ -158,7 +164,17 @@ def sampling_options(options: Mapping[str, Any], *, grammar: str = "", stops: Se
     extra = [s for s in stops if s and s not in opts.stop]
     if grammar or extra:
         opts = msgspec.structs.replace(opts, grammar=grammar or opts.grammar, stop=[*opts.stop, *extra])
+    if not opts.grammar and rendered is not None and rendered.tools and rendered.grammar:
+        opts = msgspec.structs.replace(opts, **tool_grammar(rendered))
     return opts
+
+
+def tool_grammar(rendered: RenderedPrompt) -> dict[str, Any]:
+    """The SamplingOptions fields for llama.cpp's tool-call grammar of a rendered prompt."""
+    triggers = [GrammarTrigger(str(t.get("type") or ""), str(t.get("value") or ""), int(t.get("token", -1)))
+                for t in rendered.grammar_triggers]
+    return {"grammar": rendered.grammar, "grammar_lazy": rendered.grammar_lazy, "grammar_triggers": triggers,
+            "preserved_tokens": rendered.preserved_tokens}
 
 
 def schedule_error(exc: BaseException) -> RequestError:

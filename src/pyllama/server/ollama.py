@@ -234,7 +234,7 @@ async def start_generation(request: Request[Any, Any, Any], view: ModelView, ren
     """Build the engine request, schedule it (errors keep their status) and return its parsed events."""
     engine_req = EngineGenerateRequest(
         prompt=rendered.prompt,
-        options=sampling_options(options, grammar=grammar, stops=rendered.additional_stops),
+        options=sampling_options(options, grammar=grammar, stops=rendered.additional_stops, rendered=rendered),
         logprobs=body.logprobs,
         top_logprobs=body.top_logprobs,
         shift=body.shift is not False,
