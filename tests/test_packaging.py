@@ -59,6 +59,7 @@ def venv_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip wheel .` as a packager runs it, reusing the editable build's directory."""
     out = tmp_path_factory.mktemp("wheelhouse")
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", out, ROOT],
         cwd=ROOT, timeout=3000)
@@ -69,6 +70,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A fresh venv (no system site-packages, not the dev .venv) with only the wheel and its dependencies."""
     path = tmp_path_factory.mktemp("venv")
     run([sys.executable, "-m", "venv", path])
     run([path / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
@@ -99,7 +101,7 @@ def cpu_flags() -> set[str]:
 
 
 @pytest.mark.skipif(not X86_64, reason="the baseline checked here is x86-64's")
-def test_built_for_the_x86_64_v3_baseline(venv: Path, wheel: Path, tmp_path: Path) -> None:
+def test_built_for_the_x86_64_v3_baseline(venv: Path, tmp_path: Path) -> None:
     """The installed module reports exactly the baseline's instruction sets,
     and its machine code uses AVX2 but nothing beyond (no AVX-512, VNNI, AMX),
     whatever CPU built it."""
