@@ -277,11 +277,20 @@ def render(view: ModelView, source: str | ChatTemplates | None, messages: Sequen
 # -- output ------------------------------------------------------------------------
 
 
+_second_text: tuple[int, str] = (-1, "")
+
+
 def now_rfc3339() -> str:
-    """UTC with nanoseconds, trailing zeros trimmed, ``Z``: Go's RFC3339Nano."""
+    """UTC with nanoseconds, trailing zeros trimmed, ``Z``: Go's RFC3339Nano.
+
+    Every streamed chunk carries one, so the date part is formatted once per second."""
+    global _second_text
     ns = time.time_ns()
     secs, frac = divmod(ns, 1_000_000_000)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    cached_secs, text = _second_text
+    if cached_secs != secs:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _second_text = (secs, text)
     fraction = f"{frac:09d}".rstrip("0")
     return f"{text}.{fraction}Z" if fraction else f"{text}Z"
 
