@@ -13,11 +13,12 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 .venv/bin/python -m pyllama.bundled
-cat <<'MSG'
+url="$(.venv/bin/python -c "import pyllama.config as c; print(c.Config.from_env().base_url)")"
+cat <<MSG
 
-pyllama is serving on http://127.0.0.1:11434 with smollm2:135m. Try, in another shell:
+pyllama is serving on $url with smollm2:135m. Try, in another shell:
   .venv/bin/pyllama run smollm2:135m "Why is the sky blue?"
-  curl http://127.0.0.1:11434/api/chat -d '{"model": "smollm2:135m", "messages": [{"role": "user", "content": "Hi!"}]}'
+  curl $url/api/chat -d '{"model": "smollm2:135m", "messages": [{"role": "user", "content": "Hi!"}]}'
   .venv/bin/python -c "import ollama; print(ollama.chat('smollm2:135m', [{'role': 'user', 'content': 'Hi!'}]).message.content)"
 MSG
 wait $server
