@@ -214,6 +214,8 @@ def test_thinking_then_text_blocks(base: str, client: ollama.Client, model_path:
     (b'{"model" 1}', 400, "invalid_request_error", "JSON is malformed"),
     (b"", 400, "invalid_request_error", "missing request body"),
     (body(messages=[]), 400, "invalid_request_error", "messages is required"),
+    (body(messages=[{"role": "user", "content": ""}]), 400, "invalid_request_error", "all messages have empty content"),
+    (body(messages=[{"role": "user", "content": []}]), 400, "invalid_request_error", "all messages have empty content"),
     (body(model=""), 400, "invalid_request_error", "model is required"),
     (body(max_tokens=0), 400, "invalid_request_error", "max_tokens is required and must be positive"),
     (body(max_tokens="8"), 400, "invalid_request_error", "`$.max_tokens`"),

@@ -209,6 +209,9 @@ def to_chat_request(body: MessagesRequest) -> ChatRequest:
     messages = _system(body.system)
     for param in body.messages:
         messages.extend(convert_message(param))
+    if all(m.role == "system" for m in messages):
+        # Nothing to answer (every message empty); natively this would only load the model.
+        raise RequestError("messages: all messages have empty content")
     options: dict[str, Any] = {"num_predict": body.max_tokens}
     for key in ("temperature", "top_p", "top_k"):
         if getattr(body, key) is not None:
