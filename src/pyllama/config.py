@@ -83,6 +83,7 @@ class Config:
     port: int = DEFAULT_PORT
     models: Path = field(default_factory=lambda: Path.home() / ".pyllama" / "models")
     noprune: bool = False
+    no_cloud: bool = False
     origins: tuple[str, ...] = ()
     keep_alive: str = "5m"
     num_parallel: int = 1
@@ -118,6 +119,7 @@ class Config:
             port=port,
             models=models,
             noprune=parse_bool(_raw(env, "NOPRUNE")),
+            no_cloud=parse_bool(_raw(env, "NO_CLOUD")),
             origins=origins,
             keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
             num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,

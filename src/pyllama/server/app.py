@@ -40,13 +40,11 @@ async def version() -> Response[dict[str, str]]:
 
 
 @get("/api/status")
-async def status() -> Response[dict[str, dict[str, object]]]:
+async def status(state: State) -> Response[dict[str, dict[str, object]]]:
     """Ollama's cloud status. pyllama has no cloud models or proxied tools, so cloud is always
     disabled; ``source`` says whether the environment also asks for that (OLLAMA_NO_CLOUD)."""
-    env = os.environ
-    asked = any(env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-                for name in ("PYLLAMA_NO_CLOUD", "OLLAMA_NO_CLOUD"))
-    return Response(content={"cloud": {"disabled": True, "source": "env" if asked else "none"}})
+    config: Config = state.config
+    return Response(content={"cloud": {"disabled": True, "source": "env" if config.no_cloud else "none"}})
 
 
 def runner_threads(env: dict[str, str] | None = None) -> int:
