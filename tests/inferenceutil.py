@@ -101,3 +101,13 @@ PLAN_TEMPLATE = """{{- range $i, $_ := .Messages }}
 {{ if $.Think }}Plan:{{ end }}
 {{- end }}
 {{- end }}"""
+
+
+# A small structured-output schema the compat layers share.
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
+                                                                        "maximum": 120}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}

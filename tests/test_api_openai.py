@@ -19,18 +19,20 @@ import openai
 import pytest
 
 from inferenceutil import client  # noqa: F401 - a fixture
-from inferenceutil import CALL, MODEL, THINKING_TEMPLATE, TOOLS_TEMPLATE, WEATHER, inference_server, post
+from inferenceutil import (
+    CALL,
+    MODEL,
+    PERSON,
+    THINKING_TEMPLATE,
+    TOOLS_TEMPLATE,
+    WEATHER,
+    inference_server,
+    post,
+)
 from serverutil import start_server
 
 HELLO = [{"role": "user", "content": "Name three colours."}]
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 42}
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
-                                                                        "maximum": 120}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
 PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 

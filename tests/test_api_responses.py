@@ -17,7 +17,16 @@ import ollama
 import openai
 import pytest
 
-from inferenceutil import CALL, MODEL, THINKING_TEMPLATE, TOOLS_TEMPLATE, WEATHER, inference_server, post
+from inferenceutil import (
+    CALL,
+    MODEL,
+    PERSON,
+    THINKING_TEMPLATE,
+    TOOLS_TEMPLATE,
+    WEATHER,
+    inference_server,
+    post,
+)
 
 # The Responses API has no ``options``: the models carry the small context and the seed as PARAMETERs.
 PARAMS = {"num_ctx": 512, "seed": 42}
@@ -27,13 +36,6 @@ THINK = "smol-r-think"
 
 # Responses' flat form of the shared tool.
 FLAT_WEATHER: dict[str, Any] = {"type": "function", **cast(dict[str, Any], WEATHER["function"])}
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
-                                                                         "maximum": 120}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
 HELLO = "Name three colours."
 RESPONSE_KEYS = [
     "id", "object", "created_at", "completed_at", "status", "incomplete_details", "model", "previous_response_id",
