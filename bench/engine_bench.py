@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -203,10 +204,29 @@ def process_tree_rss(pid: int) -> int:
 
 
 class ServerProcess:
-    """A server in a subprocess (``proc``) talked to through ``client``."""
+    """A server in a subprocess (``proc``) on a free loopback port, talked to through ``client``."""
 
-    proc: subprocess.Popen[bytes] | None
-    client: httpx.AsyncClient
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=600,
+                                        limits=httpx.Limits(max_connections=64))
+
+    async def launch(self, cmd: list[str], ready_path: str, timeout: float,
+                     env: dict[str, str] | None = None) -> None:
+        """Start ``cmd`` and wait until ``ready_path`` answers 200."""
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(cmd)} exited with {self.proc.returncode}")
+            try:
+                if (await self.client.get(ready_path)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{' '.join(cmd)} did not answer on {ready_path} within {timeout:.0f}s")
 
     @property
     def pid(self) -> int:
@@ -230,34 +250,16 @@ class OursHTTP(ServerProcess):
     exact = False
 
     def __init__(self, model: Path, threads: int, n_ctx: int, n: int, texts: dict[tuple[int, ...], str]) -> None:
+        super().__init__()
         self.model, self.n_ctx, self.texts = model, n_ctx, texts
-        self.port = free_port()
         self.home = tempfile.TemporaryDirectory(prefix="pyllama-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
         self.env.update({"PYLLAMA_HOST": f"127.0.0.1:{self.port}", "PYLLAMA_MODELS": self.home.name,
                          "PYLLAMA_NUM_PARALLEL": str(n), "PYLLAMA_CONTEXT_LENGTH": str(n_ctx),
                          "PYLLAMA_NUM_THREADS": str(threads), "PYLLAMA_KEEP_ALIVE": "-1"})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=600,
-                                        limits=httpx.Limits(max_connections=64))
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pyllama", "serve"], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pyllama serve exited with {self.proc.returncode}")
-            try:
-                if (await self.client.get("/")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("pyllama serve did not answer within 60s")
-            await asyncio.sleep(0.2)
-        import hashlib
-
+        await self.launch([sys.executable, "-m", "pyllama", "serve"], "/", 60, env=self.env)
         data = self.model.read_bytes()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         (await self.client.post(f"/api/blobs/{digest}", content=data)).raise_for_status()
@@ -302,27 +304,13 @@ class LlamaServer(ServerProcess):
     """llama-server at --parallel N, talked to over /completion (SSE)."""
 
     def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int, n: int) -> None:
-        self.port = free_port()
+        super().__init__()
         self.cmd = [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads),
                     "-c", str(n_ctx * n), "-np", str(n), "-b", "512", "-ub", "512", "-no-kvu",
                     "--host", "127.0.0.1", "--port", str(self.port), "--no-webui"]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=600,
-                                        limits=httpx.Limits(max_connections=64))
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {' '.join(self.cmd)}")
-            try:
-                if (await self.client.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError("llama-server did not become healthy within 120s")
+        await self.launch(self.cmd, "/health", 120)
 
     async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
         body = {"prompt": prompt, "n_predict": n_predict, "stream": True, "ignore_eos": True,
