@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyllama.engine import Engine
+from pyllama.engine import Chunk, Done, Engine
 from pyllama.engine.streaming import TextStream, partial_stop_length
 
 from engineutil import chat, run
@@ -83,3 +83,41 @@ def _incomplete(piece: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def test_forwarded_events_equal_the_mailbox_ones(engine2: Engine) -> None:
+    import threading
+    import time
+
+    import pytest
+
+    from pyllama.engine import GenerateRequest, SamplingOptions
+
+    prompt = chat(engine2.model, "Write three sentences about the sea.")
+    chunks, done = run(engine2, prompt, num_predict=80)
+    request = GenerateRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=80))
+    handle = engine2.submit(request)
+    deadline = time.monotonic() + 60
+    while not handle._items and time.monotonic() < deadline:  # a backlog must go first, in order
+        time.sleep(0.005)
+    got: list[object] = []
+    threads: set[str] = set()
+    finished = threading.Event()
+
+    def sink(event: object) -> None:
+        got.append(event)
+        threads.add(threading.current_thread().name)
+        if not isinstance(event, Chunk):
+            finished.set()
+
+    handle.forward(sink)
+    assert finished.wait(60)
+    assert "".join(e.text for e in got if isinstance(e, Chunk)) == "".join(c.text for c in chunks)
+    assert [t for e in got if isinstance(e, Chunk) for t in e.tokens] == [t for c in chunks for t in c.tokens]
+    assert isinstance(got[-1], Done) and got[-1].eval_count == done.eval_count
+    # The backlog went on this thread, the rest on the loop thread (unless all of it was backlog:
+    # one merged chunk and Done).
+    assert len(threads) == 2 or len(got) == 2
+    assert handle.get(timeout=1) is None  # nothing is left for the mailbox readers
+    with pytest.raises(RuntimeError, match="already forwarded"):
+        handle.forward(sink)

@@ -13,6 +13,8 @@ from pyllama.runner.memory import available_ram
 from pyllama.runner.protocol import (
     EventFrame,
     FrameError,
+    FrameProtocol,
+    FrameWriter,
     LoadSpec,
     Ready,
     Submit,
@@ -57,6 +59,80 @@ def test_broken_streams_raise_frame_errors() -> None:
         _frames(b"\xff\xff\xff\xff")
     with pytest.raises(FrameError, match="invalid frame"):
         _frames(b"\x01\x00\x00\x00\xc1")
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.messages: list[object] = []
+        self.lost: list[BaseException | None] = []
+        self.protocol = FrameProtocol(server_codec(), self.messages.append, self.lost.append)
+
+
+def test_protocol_splits_frames_however_the_bytes_arrive() -> None:
+    codec = runner_codec()
+    sent = [EventFrame(i, Chunk(text=f"t{i}", tokens=[i])) for i in range(5)] + [EventFrame(4, Done("stop"))]
+    data = b"".join(codec.encode(m) for m in sent)
+    for cut in (1, 3, 7, len(data)):  # one byte at a time ... everything in one read
+        rec = _Recorder()
+        for at in range(0, len(data), cut):
+            rec.protocol.data_received(data[at:at + cut])
+        rec.protocol.connection_lost(None)
+        assert rec.messages == sent
+        assert rec.lost == [None]
+
+
+def test_protocol_reports_broken_streams_once() -> None:
+    frame = runner_codec().encode(EventFrame(1, Done("stop")))
+    rec = _Recorder()
+    rec.protocol.data_received(frame[:-2])
+    rec.protocol.connection_lost(None)
+    rec.protocol.connection_lost(None)
+    assert rec.messages == [] and len(rec.lost) == 1
+    assert isinstance(rec.lost[0], FrameError) and "inside a frame" in str(rec.lost[0])
+
+    for garbage, words in ((b"\xff\xff\xff\xff", "too large"), (b"\x01\x00\x00\x00\xc1", "invalid frame")):
+        rec = _Recorder()
+        rec.protocol.data_received(frame + garbage + frame)
+        rec.protocol.connection_lost(None)
+        assert rec.messages == [EventFrame(1, Done("stop"))]  # frames before the garbage still count
+        assert len(rec.lost) == 1 and words in str(rec.lost[0])
+
+
+def test_writer_sends_whole_frames_from_many_threads_and_fails_cleanly() -> None:
+    import socket
+    import threading
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    writer = FrameWriter(ours, runner_codec())
+    big = EventFrame(99, Chunk(text="x" * 300_000))  # more than the socket buffer: the writer must wait
+
+    def send_many(worker: int) -> None:
+        for i in range(50):
+            writer.send(EventFrame(worker, Chunk(text=str(i))) if i != 25 else big)
+
+    threads = [threading.Thread(target=send_many, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    rec = _Recorder()
+    received = 0
+    while received < 4 * 50:
+        rec.protocol.data_received(theirs.recv(1 << 16))
+        received = len(rec.messages)
+    for t in threads:
+        t.join()
+    for w in range(4):
+        mine = [m.event.text for m in rec.messages if m.id == w]  # type: ignore[attr-defined]
+        assert mine == [str(i) for i in range(25)] + [str(i) for i in range(26, 50)]
+    assert sum(1 for m in rec.messages if m == big) == 4
+
+    theirs.close()
+    with pytest.raises(OSError):
+        writer.send(EventFrame(1, Done("stop")))
+    assert writer.broken
+    with pytest.raises(BrokenPipeError):
+        writer.send(EventFrame(1, Done("stop")))
+    ours.close()
 
 
 def test_memory_estimate_follows_the_gguf_shape(smollm2: Path) -> None:

@@ -5,6 +5,8 @@ consecutive chunks are merged when the consumer is behind (one wake-up, one
 message, however many tokens piled up). Blocking iteration waits on a
 condition variable; asyncio consumers are woken with one
 ``call_soon_threadsafe`` per batch of events, not per token. A consumer
+that only relays events elsewhere can ``forward`` them instead: the loop
+thread then hands each event to its callback and nobody else wakes. A consumer
 that goes away (breaks out of the loop, its task is cancelled) cancels the
 request, which frees the slot at the loop's next step.
 """
@@ -88,19 +90,27 @@ class RequestHandle:
         self._final_taken = False
         self._cancelled = False
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self._sink: Callable[[Event], None] | None = None
 
     # ---- loop-thread side -------------------------------------------------
 
     def put(self, event: Event) -> None:
         """Deliver an event (called by the loop thread only)."""
+        waiter = None
         with self._lock:
             if self._final_put:
                 return
-            push_event(self._items, event)
-            self._final_put = isinstance(event, FINAL_EVENTS)
-            waiter, self._waiter = self._waiter, None
-            self._ready.notify_all()
-        if waiter is not None:
+            final = self._final_put = isinstance(event, FINAL_EVENTS)
+            sink = self._sink
+            if sink is None:
+                push_event(self._items, event)
+                waiter, self._waiter = self._waiter, None
+                self._ready.notify_all()
+            elif final:
+                self._final_taken = True
+        if sink is not None:
+            sink(event)  # outside the lock; only the loop thread puts, so in order
+        elif waiter is not None:
             loop, fut = waiter
             try:
                 loop.call_soon_threadsafe(_wake, fut)
@@ -117,6 +127,21 @@ class RequestHandle:
         return self._final_put
 
     # ---- consumer side ------------------------------------------------------
+
+    def forward(self, sink: Callable[[Event], None]) -> None:
+        """Deliver every event by calling ``sink`` instead of keeping it for
+        ``get``/``aget``: events already waiting go at once (on this thread),
+        later ones on the loop thread as they happen, so ``sink`` must be
+        quick and thread-safe and must not raise. The runner uses it to write
+        event frames straight from the loop thread: one wake-up fewer per
+        token than a relaying task."""
+        with self._lock:
+            if self._sink is not None:
+                raise RuntimeError("this request's events are already forwarded")
+            # Under the lock: a put racing with this waits until the backlog is out.
+            while self._items:
+                sink(self._take())
+            self._sink = sink
 
     def cancel(self) -> None:
         """Stop the request; the loop frees its slot before the next decode

@@ -32,13 +32,13 @@ from pyllama.runner.protocol import (
     EventFrame,
     FrameCodec,
     FrameError,
+    FrameProtocol,
     LoadFailed,
     LoadSpec,
     Ready,
     Rejected,
     Shutdown,
     Submit,
-    read_frame,
     server_codec,
 )
 
@@ -121,18 +121,17 @@ class RunnerStream:
 class RunnerClient:
     """One runner process and the connection to it."""
 
-    def __init__(self, spec: LoadSpec, process: asyncio.subprocess.Process, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, spec: LoadSpec, process: asyncio.subprocess.Process) -> None:
         self.spec = spec
         self.process = process
-        self._reader = reader
-        self._writer = writer
+        self._transport: asyncio.Transport | None = None
         self._codec: FrameCodec = server_codec()
         self._streams: dict[int, RunnerStream] = {}
         self._ids = itertools.count(1)
         self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self._stderr_task = asyncio.create_task(self._read_stderr())
-        self._reader_task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._lost_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._closing = False
         self.exit_message = ""
@@ -156,30 +155,30 @@ class RunnerClient:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
-        client = cls(spec, process, reader, writer)
+        client = cls(spec, process)
         try:
+            client._transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: FrameProtocol(client._codec, client._on_message, client._on_lost), sock=ours)
             await client._handshake(timeout)
         except BaseException:
+            if client._transport is None:
+                ours.close()
             await client.kill()
             raise
         return client
 
     async def _handshake(self, timeout: float) -> None:
-        self._writer.write(self._codec.encode(self.spec))
-        first = asyncio.ensure_future(read_frame(self._reader))
+        self._send(self.spec)
         exited = asyncio.ensure_future(self.process.wait())
         try:
-            done, _ = await asyncio.wait({first, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            body = first.result() if first in done else None
-        except (FrameError, ConnectionError, OSError):
-            body = None
+            done, _ = await asyncio.wait({self._first, exited}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for fut in (first, exited):
-                if not fut.done():
-                    fut.cancel()
+            if not exited.done():
+                exited.cancel()
+        message = self._first.result() if self._first.done() else None
         prefix = f"unable to load model: {self.spec.model}"
-        if body is None:
+        if message is None:
             if not done:
                 raise RunnerLoadError(f"{prefix}: timed out after {timeout:g}s waiting for the runner to load it")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -187,13 +186,13 @@ class RunnerClient:
             await self._drain_stderr()
             raise RunnerLoadError(f"{prefix}: runner exited during load ({describe_exit(self.process.returncode)})"
                                   + self._stderr_reason())
-        message = self._codec.decode(body)
         if isinstance(message, LoadFailed):
             raise RunnerLoadError(message.message)
         if not isinstance(message, Ready):
             raise RunnerLoadError(f"{prefix}: unexpected handshake frame {type(message).__name__}")
         self.info = message
-        self._reader_task = asyncio.create_task(self._read_loop())
+        if self._lost_task is None and self._transport is not None and self._transport.is_closing():
+            self._on_lost(None)  # it went away right after the handshake
 
     # ---- stderr -------------------------------------------------------------------------
 
@@ -237,7 +236,7 @@ class RunnerClient:
         stream = RunnerStream(self, next(self._ids))
         self._streams[stream.id] = stream
         try:
-            self._writer.write(self._codec.encode(Submit(stream.id, request)))
+            self._send(Submit(stream.id, request))
             await stream.accepted
         except BaseException:
             # Cancelled while waiting for the answer: the runner will accept
@@ -258,7 +257,7 @@ class RunnerClient:
     def _send_cancel(self, request_id: int) -> None:
         if self.alive and not self._closing:
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                self._writer.write(self._codec.encode(Cancel(request_id)))
+                self._send(Cancel(request_id))
 
     def _dispatch(self, message: object) -> None:
         if isinstance(message, EventFrame):
@@ -279,14 +278,27 @@ class RunnerClient:
         else:
             log.warning("runner %d sent an unexpected %s frame", self.pid, type(message).__name__)
 
-    async def _read_loop(self) -> None:
-        try:
-            while (body := await read_frame(self._reader)) is not None:
-                self._dispatch(self._codec.decode(body))
-        except (FrameError, ConnectionError, OSError) as exc:
+    def _send(self, message: LoadSpec | Submit | Cancel | Shutdown) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise RunnerDiedError(self.exit_message or "the model runner is not running")
+        self._transport.write(self._codec.encode(message))
+
+    def _on_message(self, message: object) -> None:
+        """Called by FrameProtocol for each frame, in the read callback."""
+        if self.info is None:
+            if not self._first.done():
+                self._first.set_result(message)
+            return
+        self._dispatch(message)
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        """The connection ended (or carried garbage): fail what is in flight, once."""
+        if isinstance(exc, FrameError):
             log.warning("runner %d connection failed: %s", self.pid, exc)
-        finally:
-            await self._connection_lost()
+        if not self._first.done():
+            self._first.set_result(None)
+        elif self.info is not None and self._lost_task is None:
+            self._lost_task = asyncio.ensure_future(self._connection_lost())
 
     async def _connection_lost(self) -> None:
         """Fail everything in flight with a clear reason, once."""
@@ -317,8 +329,7 @@ class RunnerClient:
         if self.process.returncode is None and not self._closing:
             self._closing = True
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                self._writer.write(self._codec.encode(Shutdown()))
-                await self._writer.drain()
+                self._send(Shutdown())
             try:
                 await asyncio.wait_for(self.process.wait(), timeout)
             except asyncio.TimeoutError:
@@ -332,11 +343,15 @@ class RunnerClient:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             await self.process.wait()
-        self._writer.close()
-        if self._reader_task is not None:
-            await asyncio.gather(self._reader_task, return_exceptions=True)
-        else:
-            self._closed.set()
+        if self._transport is not None:
+            self._transport.close()
+        if self.info is not None:
+            if self._lost_task is None:
+                await asyncio.sleep(0)  # connection_lost runs soon after close
+            if self._lost_task is None:
+                self._on_lost(None)
+            await asyncio.gather(self._lost_task, return_exceptions=True)  # type: ignore[arg-type]
+        self._closed.set()
         await self._drain_stderr()
         if not self._stderr_task.done():
             self._stderr_task.cancel()

@@ -4,8 +4,10 @@ Started by the server (``python -m pyllama.runner --fd N``) with one end of
 a socketpair. It reads the ``LoadSpec``, builds the Engine, answers
 ``Ready`` or ``LoadFailed``, then serves ``Submit``/``Cancel`` frames until
 ``Shutdown`` or the end of the stream (the server went away): a runner never
-outlives its connection. Each request is pumped by its own asyncio task that
-reads the engine's mailbox and writes event frames.
+outlives its connection. The event loop only reads; a request's events are
+written by the engine's loop thread as they happen (``RequestHandle.forward``),
+so a streamed token wakes no thread of this process besides the one that
+decoded it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import time
 
 from pyllama import _native
 from pyllama.engine import Engine, InvalidRequestError, RequestHandle
+from pyllama.engine.types import FINAL_EVENTS, Event
 from pyllama.runner.memory import estimate_memory, rss_bytes
 from pyllama.runner.protocol import (
     Accepted,
     Cancel,
     EventFrame,
-    FrameCodec,
+    FrameWriter,
     LoadFailed,
     LoadSpec,
     Ready,
@@ -77,16 +80,15 @@ def load_engine(spec: LoadSpec) -> Engine:
 class RunnerServer:
     """Serves one connection for the life of the process."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, out: FrameWriter) -> None:
         self.reader = reader
-        self.writer = writer
-        self.codec: FrameCodec = runner_codec()
+        self.out = out
+        self.codec = runner_codec()
         self.engine: Engine | None = None
         self.handles: dict[int, RequestHandle] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def send(self, message: object) -> None:
-        self.writer.write(self.codec.encode(message))  # type: ignore[arg-type]
+        self.out.send(message)  # type: ignore[arg-type]
 
     async def handshake(self) -> bool:
         body = await read_frame(self.reader)
@@ -99,7 +101,6 @@ class RunnerServer:
             engine = load_engine(spec)
         except RuntimeError as exc:
             self.send(LoadFailed(str(exc)))
-            await self.writer.drain()
             return False
         self.engine = engine
         memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
@@ -108,19 +109,17 @@ class RunnerServer:
                         n_parallel=engine.n_parallel, n_ctx_train=engine.model.n_ctx_train,
                         model_size=engine.model.size, memory=memory.total, rss=rss_bytes(),
                         load_duration=engine.load_duration))
-        await self.writer.drain()
         return True
 
-    async def pump(self, request_id: int, handle: RequestHandle) -> None:
-        """Forward one request's events until its final one."""
-        try:
-            while (event := await handle.aget()) is not None:
-                self.send(EventFrame(request_id, event))
-                await self.writer.drain()
-        except (ConnectionError, OSError):
-            handle.cancel()
-        finally:
+    def forward(self, request_id: int, event: Event) -> None:
+        """One event as a frame, on the engine's loop thread. If the server is
+        gone the frame is dropped: reading the end of stream stops everything."""
+        if isinstance(event, FINAL_EVENTS):
             self.handles.pop(request_id, None)
+        try:
+            self.send(EventFrame(request_id, event))
+        except OSError:
+            pass
 
     def submit(self, message: Submit) -> None:
         assert self.engine is not None
@@ -133,10 +132,8 @@ class RunnerServer:
             self.send(Rejected(message.id, f"{type(exc).__name__}: {exc}", invalid=False))
             return
         self.handles[message.id] = handle
-        self.send(Accepted(message.id))
-        task = asyncio.create_task(self.pump(message.id, handle))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.send(Accepted(message.id))  # before any of its events: the server expects that order
+        handle.forward(lambda event, request_id=message.id: self.forward(request_id, event))
 
     async def serve(self) -> None:
         """Handshake, then dispatch frames until Shutdown or end of stream."""
@@ -158,14 +155,14 @@ class RunnerServer:
         finally:
             if self.engine is not None:
                 self.engine.close(timeout=5)
-            for task in list(self.tasks):
-                task.cancel()
-            self.writer.close()
 
 
 async def serve_socket(sock: socket.socket) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    await RunnerServer(reader, writer).serve()
+    try:
+        await RunnerServer(reader, FrameWriter(sock, runner_codec())).serve()
+    finally:
+        writer.close()
 
 
 def main(fd: int, log_level: int = logging.WARNING) -> None:

@@ -11,7 +11,11 @@ array-like msgspec Structs.
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 import struct
+import threading
+from collections.abc import Callable
 from typing import Union
 
 import msgspec
@@ -114,6 +118,37 @@ class FrameCodec:
             raise FrameError(f"invalid frame: {exc}") from None
 
 
+class FrameWriter:
+    """Whole frames onto a (non-blocking) socket from any thread.
+
+    The runner writes event frames from the engine's loop thread and
+    handshake answers from its event loop; one lock keeps frames whole and in
+    order. A send waits while the peer's buffer is full (the peer is always
+    reading); a failed send raises OSError and every later one is dropped.
+    """
+
+    def __init__(self, sock: socket.socket, codec: FrameCodec) -> None:
+        self._sock = sock
+        self._codec = codec
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message: msgspec.Struct) -> None:
+        with self._lock:
+            if self.broken:
+                raise BrokenPipeError("the connection to the server is gone")
+            view = memoryview(self._codec.encode(message))
+            try:
+                while view:
+                    try:
+                        view = view[self._sock.send(view):]
+                    except BlockingIOError:
+                        select.select((), (self._sock,), ())
+            except OSError:
+                self.broken = True
+                raise
+
+
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
     """The body of the next frame; None at a clean end of stream."""
     try:
@@ -129,6 +164,57 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
         return await reader.readexactly(size)
     except asyncio.IncompleteReadError:
         raise FrameError("stream ended inside a frame") from None
+
+
+class FrameProtocol(asyncio.Protocol):
+    """Splits incoming bytes into frames inside the event loop's read
+    callback: a message is handled without waking a reader task, and
+    however many frames one read brought are handled in one go."""
+
+    def __init__(self, codec: FrameCodec, on_message: Callable[[object], None],
+                 on_lost: Callable[[BaseException | None], None]) -> None:
+        self._codec = codec
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start, end = 0, len(buffer)
+        try:
+            while end - start >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buffer, start)
+                if size > MAX_FRAME:
+                    raise FrameError(f"frame of {size} bytes is too large")
+                stop = start + _HEADER.size + size
+                if stop > end:
+                    break
+                message = self._codec.decode(bytes(buffer[start + _HEADER.size:stop]))
+                start = stop
+                self._on_message(message)
+        except FrameError as exc:
+            buffer.clear()
+            if self.transport is not None:
+                self.transport.abort()  # connection_lost follows, with exc
+            self._on_lost(exc)
+            self._on_lost = _ignore_loss
+            return
+        del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._buffer and exc is None:
+            exc = FrameError("stream ended inside a frame")
+        self._on_lost(exc)
+        self._on_lost = _ignore_loss
+
+
+def _ignore_loss(exc: BaseException | None) -> None:
+    pass
 
 
 def server_codec() -> FrameCodec:
