@@ -5,11 +5,12 @@ context, one server at a time, in one run.
 At each N in --streams: N concurrent streaming requests (each worker sends
 --rounds requests back to back; every phase is also cut off after
 --phase-timeout seconds), fixed 100-token prompts of random token ids (no
-shared prefix), exactly 128 generated tokens (EOG tokens banned). Then TTFT
-of a 1k-token prompt with its prefix cached vs not cached.
+shared prefix; ids whose text tokenizes back to them), exactly 128
+generated tokens (EOG tokens banned). The sides take --passes turns at each
+N. Then TTFT of a 1k-token prompt with its prefix cached vs not cached.
 
     .venv/bin/python bench/engine_bench.py [--model PATH] [--threads 2] [--streams 1,4,8,16]
-        [--sides llama-server,pyllama,pyllama-http]
+        [--rounds 2] [--passes 3] [--sides llama-server,pyllama,pyllama-http]
 
 Three sides: ``pyllama`` is driven in-process (Scheduler -> runner
 process, no HTTP); ``pyllama-http`` is ``pyllama serve`` in a subprocess,
@@ -19,6 +20,8 @@ as text (the same token ids detokenized); llama-server through
 the cached-prefix numbers). The HTTP API has no way to ban end-of-generation
 tokens, so a pyllama-http request may end before 128 tokens; its table
 shows the mean tokens per request, and tokens/s count what was generated.
+Both HTTP sides are read by the same bare HTTP/1.1 client (rawhttp.py):
+on two cores the load generator's CPU is taken from the servers.
 Prints markdown tables.
 """
 from __future__ import annotations
@@ -39,14 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 import numpy as np
+import uvloop
 
 from common import build_dir, default_model, platform_line
+from rawhttp import post_lines
 from pyllama import _native
 from pyllama.config import Config
 from pyllama.engine import Chunk, Done, Failure, GenerateRequest, SamplingOptions
 from pyllama.scheduler import ModelRef, Scheduler
 
+_json = msgspec.json  # encode/decode of the load generator
 PROMPT_TOKENS = 100
 GEN_TOKENS = 128
 PREFIX_TOKENS = 1000
@@ -118,15 +125,14 @@ async def run_phase(generate: Generate, prompts: list[list[int]], n: int, rounds
     return Phase(n, samples, time.perf_counter() - start)
 
 
-async def prefix_ttft(generate: Generate, rng: np.random.Generator, vocab: tuple[int, int],
-                      reps: int) -> tuple[float, float]:
-    """Median TTFT of a 1k-token prompt: (prefix cached, fresh prompt)."""
+async def prefix_ttft(generate: Generate, draw: Callable[[int], list[int]], reps: int) -> tuple[float, float]:
+    """Median TTFT of a 1k-token prompt: (prefix cached, fresh prompt). ``draw(n)``: n random ids."""
     cached, fresh = [], []
     for _ in range(reps):
-        prefix = rng.integers(*vocab, PREFIX_TOKENS).tolist()
-        for label, prompt in (("warm", prefix + rng.integers(*vocab, 20).tolist()),
-                              ("cached", prefix + rng.integers(*vocab, 20).tolist()),
-                              ("fresh", rng.integers(*vocab, PREFIX_TOKENS + 20).tolist())):
+        prefix = draw(PREFIX_TOKENS)
+        for label, prompt in (("warm", prefix + draw(20)),
+                              ("cached", prefix + draw(20)),
+                              ("fresh", draw(PREFIX_TOKENS + 20))):
             t0 = time.perf_counter()
             first = None
             async for t, _ in generate(prompt, 4, True):
@@ -272,22 +278,18 @@ class OursHTTP(ServerProcess):
         body = {"model": "bench", "prompt": self.texts[tuple(prompt)], "raw": True, "stream": True,
                 "options": {"num_predict": n_predict, "temperature": 0, "num_ctx": self.n_ctx}}
         seen = 0
-        async with self.client.stream("POST", "/api/generate", json=body) as response:
-            response.raise_for_status()
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                chunk = json.loads(line)
-                if "error" in chunk:
-                    raise RuntimeError(chunk["error"])
-                if chunk.get("done"):
-                    rest = int(chunk.get("eval_count", seen)) - seen  # tokens whose text came in one piece
-                    if rest > 0:
-                        yield time.perf_counter(), rest
-                    return
-                if chunk.get("response"):
-                    seen += 1
-                    yield time.perf_counter(), 1
+        async for line in post_lines("127.0.0.1", self.port, "/api/generate", _json.encode(body)):
+            if line.startswith(b'{"error"'):
+                raise RuntimeError(line.decode())
+            if b'"done":true' in line:
+                chunk = _json.decode(line)
+                rest = int(chunk.get("eval_count", seen)) - seen  # tokens whose text came in one piece
+                if rest > 0:
+                    yield time.perf_counter(), rest
+                return
+            if b'"response":""' not in line:
+                seen += 1
+                yield time.perf_counter(), 1
 
     def rss(self) -> int:
         return process_tree_rss(self.pid)
@@ -315,21 +317,19 @@ class LlamaServer(ServerProcess):
     async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
         body = {"prompt": prompt, "n_predict": n_predict, "stream": True, "ignore_eos": True,
                 "cache_prompt": cache, "temperature": 0, "return_tokens": True}
-        async with self.client.stream("POST", "/completion", json=body) as response:
-            response.raise_for_status()
-            seen = 0
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                chunk = json.loads(line[6:])
-                # tokens_predicted is cumulative; a chunk's own token list can be
-                # empty while a split UTF-8 character is held back.
-                predicted = int(chunk.get("tokens_predicted", seen))
-                if predicted > seen:
-                    yield time.perf_counter(), predicted - seen
-                    seen = predicted
-                if chunk.get("stop"):
-                    return
+        seen = 0
+        async for line in post_lines("127.0.0.1", self.port, "/completion", _json.encode(body)):
+            if not line.startswith(b"data: "):
+                continue
+            chunk = _json.decode(line[6:])
+            # tokens_predicted is cumulative; a chunk's own token list can be
+            # empty while a split UTF-8 character is held back.
+            predicted = int(chunk.get("tokens_predicted", seen))
+            if predicted > seen:
+                yield time.perf_counter(), predicted - seen
+                seen = predicted
+            if chunk.get("stop"):
+                return
 
 
 # ---- driver ------------------------------------------------------------------------------------
@@ -345,27 +345,35 @@ Result = tuple[dict[int, Phase], dict[int, int], tuple[float, float]]
 Side = Ours | OursHTTP | LlamaServer
 
 
-async def measure(makers: dict[str, Callable[[int], Side]], streams: list[int], rounds: int,
+async def measure(makers: dict[str, Callable[[int], Side]], streams: list[int], rounds: int, passes: int,
                   limit: float, prompts: list[list[int]], warmup: list[list[int]], seed: int,
-                  vocab: tuple[int, int], reps: int) -> dict[str, Result]:
-    """Per N, each side in turn (one server alive at a time), so drift in
-    machine load hits both sides alike."""
+                  draw: Callable[[np.random.Generator, int], list[int]], reps: int) -> dict[str, Result]:
+    """Per N, the sides take turns (one server alive at a time), ``passes``
+    times over: this machine's speed drifts by more than the differences
+    being measured, so each side gets slices of the same stretch of time.
+    A side's phase merges its passes (samples pooled, wall times summed)."""
     results: dict[str, Result] = {name: ({}, {}, (0.0, 0.0)) for name in makers}
     for n in streams:
-        for name, make in makers.items():
-            phases, rss, cache = results[name]
-            server = make(n)
-            await server.start()
-            try:
-                exact = getattr(server, "exact", True)
-                await run_phase(server.generate, warmup, n, 1, limit, exact)  # warm-up, prompts of its own
-                phases[n] = await run_phase(server.generate, prompts, n, rounds, limit, exact)
-                if n == streams[0]:
-                    cache = await prefix_ttft(server.generate, np.random.default_rng(seed + 1), vocab, reps)
-                rss[n] = server.rss() if isinstance(server, OursHTTP) else peak_rss(server.pid)
-            finally:
-                await server.stop()
-            results[name] = (phases, rss, cache)
+        for turn in range(passes):
+            for name, make in makers.items():
+                phases, rss, cache = results[name]
+                server = make(n)
+                await server.start()
+                try:
+                    exact = getattr(server, "exact", True)
+                    await run_phase(server.generate, warmup, n, 1, limit, exact)  # warm-up, prompts of its own
+                    phase = await run_phase(server.generate, prompts, n, rounds, limit, exact)
+                    if n in phases:
+                        phase = Phase(n, phases[n].samples + phase.samples, phases[n].wall + phase.wall)
+                    phases[n] = phase
+                    if n == streams[0] and turn == 0:
+                        rng = np.random.default_rng(seed + 1)  # the same prompts for every side
+                        cache = await prefix_ttft(server.generate, lambda size: draw(rng, size), reps)
+                    peak = server.rss() if isinstance(server, OursHTTP) else peak_rss(server.pid)
+                    rss[n] = max(rss.get(n, 0), peak)
+                finally:
+                    await server.stop()
+                results[name] = (phases, rss, cache)
     return results
 
 
@@ -375,7 +383,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=2048, help="context per slot (num_ctx)")
     parser.add_argument("--streams", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=2, help="requests per worker")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per worker and pass")
+    parser.add_argument("--passes", type=int, default=3, help="turns each side takes per N")
     parser.add_argument("--phase-timeout", type=float, default=120.0)
     parser.add_argument("--cache-reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -396,8 +405,8 @@ def main() -> None:
     eog_ban = {t: float("-inf") for t in range(vocab_model.n_vocab) if vocab_model.is_eog(t)}
     vocab = (1000, vocab_model.n_vocab - 1000)  # ordinary tokens: clear of control/special ids
     rng = np.random.default_rng(args.seed)
-    prompts = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams) * args.rounds)]
-    warmup = [rng.integers(*vocab, PROMPT_TOKENS).tolist() for _ in range(max(streams))]
+    prompts = [round_trip_prompt(vocab_model, rng, vocab, PROMPT_TOKENS) for _ in range(max(streams) * args.rounds)]
+    warmup = [round_trip_prompt(vocab_model, rng, vocab, PROMPT_TOKENS) for _ in range(max(streams))]
     texts = _TextPrompts(vocab_model)
 
     available: dict[str, Callable[[int], Side]] = {
@@ -409,10 +418,33 @@ def main() -> None:
     if "llama-server" not in sides or any(s not in available for s in sides):
         sys.exit(f"--sides: names from {', '.join(available)}, llama-server included")
     makers = {name: available[name] for name in sides}
-    results = asyncio.run(measure(makers, streams, args.rounds, args.phase_timeout, prompts, warmup, args.seed,
-                                  vocab, args.cache_reps))
+    # The server runs its scheduler on uvloop; so does the in-process side and the load generator.
+    results = uvloop.run(measure(makers, streams, args.rounds, args.passes, args.phase_timeout, prompts, warmup,
+                                 args.seed, lambda r, size: round_trip_prompt(vocab_model, r, vocab, size), args.cache_reps))
     tg = llama_bench_tg(bench_bin, model, args.threads) if bench_bin.exists() else float("nan")
     report(args, model, streams, results, tg)
+
+
+def round_trip(vocab_model: _native.Model, ids: list[int]) -> list[int] | None:
+    """Token ids that the HTTP side's text prompt tokenizes back to, exactly (random ids
+    re-tokenize into some 10 % more tokens, which would give that side longer prompts):
+    the fixed point of detokenize -> tokenize from ``ids``, or None if there is none soon."""
+    for _ in range(6):
+        again = vocab_model.tokenize(vocab_model.detokenize(ids), add_special=False, parse_special=True).tolist()
+        if again == ids:
+            return ids
+        ids = again
+    return None
+
+
+def round_trip_prompt(vocab_model: _native.Model, rng: np.random.Generator, vocab: tuple[int, int],
+                      size: int) -> list[int]:
+    """``size`` random ordinary token ids that survive the round trip."""
+    while True:
+        ids = round_trip(vocab_model, rng.integers(*vocab, size).tolist())
+        if ids is not None and len(ids) >= size and (fixed := round_trip(vocab_model, ids[:size])):
+            if len(fixed) == size:
+                return fixed
 
 
 class _TextPrompts(dict[tuple[int, ...], str]):
@@ -432,7 +464,7 @@ def report(args: argparse.Namespace, model: Path, streams: list[int], results: d
     ref_phases, ref_rss, _ = results["llama-server"]
     ours = [name for name in results if name != "llama-server"]
     print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | prompt {PROMPT_TOKENS} "
-          f"tokens, {GEN_TOKENS} generated | {args.rounds} requests per stream")
+          f"tokens, {GEN_TOKENS} generated | {args.rounds} requests per stream x {args.passes} passes")
     print(f"platform: {platform_line()} | load avg {os.getloadavg()[0]:.2f}\n")
     print("| N | side | agg tok/s | vs llama-server | per-stream tok/s | vs llama-server | tokens/request "
           "| TTFT p50 ms | TTFT p95 ms | peak RSS MiB |")
