@@ -246,6 +246,31 @@ def test_sdk_raises_its_errors(sdk: anthropic.Anthropic) -> None:
         sdk.messages.create(model=MODEL, max_tokens=4, messages=[])
 
 
+def test_count_tokens_is_what_the_model_is_prompted_with(base: str, sdk: anthropic.Anthropic, client: ollama.Client,
+                                                        tools_model: str) -> None:
+    # usage.input_tokens leaves out cached tokens, and every chat prompt of this template starts
+    # alike: a runner of its own (another num_batch) has nothing cached, so it evaluates all of it.
+    client.create("smol-count", from_=MODEL, parameters={"num_batch": 128})
+    messages = [{"role": "user", "content": "Count the tokens of this unusual sentence about walruses, please."}]
+    system = "You are terse."
+    counted = sdk.messages.count_tokens(model="smol-count", messages=messages, system=system)  # type: ignore[arg-type]
+    ran = post(base, "/v1/messages", body(model="smol-count", messages=messages, system=system, max_tokens=1)).json()
+    assert counted.input_tokens == ran["usage"]["input_tokens"] > 10
+
+    raw = post(base, "/v1/messages/count_tokens", {"model": MODEL, "messages": messages, "system": system * 5})
+    assert raw.status_code == 200 and raw.json() == {"input_tokens": raw.json()["input_tokens"]}
+    assert raw.json()["input_tokens"] > counted.input_tokens  # the system prompt counts
+    with_tools = post(base, "/v1/messages/count_tokens", {"model": tools_model, "messages": messages,
+                                                           "tools": [WEATHER]}).json()["input_tokens"]
+    without = post(base, "/v1/messages/count_tokens", {"model": tools_model, "messages": messages}).json()
+    assert with_tools > without["input_tokens"]  # the tool list is rendered into the prompt
+
+    with pytest.raises(anthropic.NotFoundError, match="model 'nope' not found"):
+        sdk.messages.count_tokens(model="nope", messages=messages)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.BadRequestError, match="messages is required"):
+        sdk.messages.count_tokens(model=MODEL, messages=[])
+
+
 # -- translation and events, without a server --------------------------------------------
 
 

@@ -126,6 +126,19 @@ def test_writer_sends_whole_frames_from_many_threads_and_fails_cleanly() -> None
         assert mine == [str(i) for i in range(25)] + [str(i) for i in range(26, 50)]
     assert sum(1 for m in rec.messages if m == big) == 4
 
+    # Queued frames go out together at the next flush, after nothing else.
+    writer.queue(EventFrame(7, Chunk(text="a")))
+    writer.queue(EventFrame(7, Chunk(text="b")))
+    theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        theirs.recv(1)
+    writer.flush()
+    theirs.setblocking(True)
+    rec.messages.clear()
+    while len(rec.messages) < 2:
+        rec.protocol.data_received(theirs.recv(1 << 16))
+    assert rec.messages == [EventFrame(7, Chunk(text="a")), EventFrame(7, Chunk(text="b"))]
+
     theirs.close()
     with pytest.raises(OSError):
         writer.send(EventFrame(1, Done("stop")))

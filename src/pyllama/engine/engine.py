@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -107,6 +107,12 @@ class Engine:
                 # An engine dropped without close() still stops its thread.
                 weakref.finalize(self, self._loop.stop)
         return self
+
+    def call_after_each_step(self, callback: Callable[[], None] | None) -> None:
+        """Have the loop thread call ``callback`` after every step and once
+        when it stops: e.g. to send in one go what a step's events gathered
+        (the runner's frames). It must be quick and must not raise."""
+        self._loop.after_step = callback
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the loop after its current step; every unfinished request

@@ -15,6 +15,7 @@ import logging
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TypeVar, Union
 
 from pyllama import _native
@@ -55,6 +56,7 @@ class EngineLoop:
         self.waiting: deque[GenerateJob] = deque()
         self.embed_jobs: deque[EmbedJob] = deque()
         self.n_decodes = 0
+        self.after_step: Callable[[], None] | None = None
         self._clock = 0
         self._stopping = False
 
@@ -84,9 +86,13 @@ class EngineLoop:
                 except Exception as exc:  # keep serving: fail what was running, not the engine
                     log.exception("engine step failed")
                     self._fail_running(f"internal engine error: {exc}", "decode")
+                if self.after_step is not None:
+                    self.after_step()
         finally:
             self._drain(block=False)
             self._fail_everything("the engine was closed", "closed")
+            if self.after_step is not None:
+                self.after_step()
 
     def _has_work(self) -> bool:
         return bool(self.waiting or self.embed_jobs or any(not s.idle for s in self.slots))

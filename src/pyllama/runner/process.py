@@ -5,9 +5,10 @@ a socketpair. It reads the ``LoadSpec``, builds the Engine, answers
 ``Ready`` or ``LoadFailed``, then serves ``Submit``/``Cancel`` frames until
 ``Shutdown`` or the end of the stream (the server went away): a runner never
 outlives its connection. The event loop only reads; a request's events are
-written by the engine's loop thread as they happen (``RequestHandle.forward``),
-so a streamed token wakes no thread of this process besides the one that
-decoded it.
+queued by the engine's loop thread as they happen (``RequestHandle.forward``)
+and written at the end of each step, all slots' tokens in one write: a
+streamed token wakes no thread of this process besides the one that decoded
+it, and one step wakes the server once.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class RunnerServer:
             self.send(LoadFailed(str(exc)))
             return False
         self.engine = engine
+        engine.call_after_each_step(self.flush)
         memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
                                  type_k=spec.type_k, type_v=spec.type_v)
         self.send(Ready(pid=os.getpid(), n_ctx=engine.ctx.n_ctx, n_ctx_slot=engine.n_ctx_slot,
@@ -112,12 +114,17 @@ class RunnerServer:
         return True
 
     def forward(self, request_id: int, event: Event) -> None:
-        """One event as a frame, on the engine's loop thread. If the server is
-        gone the frame is dropped: reading the end of stream stops everything."""
+        """One event as a frame, queued on the engine's loop thread; the
+        step's end flushes (``flush``)."""
         if isinstance(event, FINAL_EVENTS):
             self.handles.pop(request_id, None)
+        self.out.queue(EventFrame(request_id, event))
+
+    def flush(self) -> None:
+        """Write the queued frames. If the server is gone they are dropped:
+        reading the end of stream stops everything."""
         try:
-            self.send(EventFrame(request_id, event))
+            self.out.flush()
         except OSError:
             pass
 
@@ -134,6 +141,7 @@ class RunnerServer:
         self.handles[message.id] = handle
         self.send(Accepted(message.id))  # before any of its events: the server expects that order
         handle.forward(lambda event, request_id=message.id: self.forward(request_id, event))
+        self.flush()  # events that came before forwarding began
 
     async def serve(self) -> None:
         """Handshake, then dispatch frames until Shutdown or end of stream."""

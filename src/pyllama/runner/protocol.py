@@ -121,23 +121,36 @@ class FrameCodec:
 class FrameWriter:
     """Whole frames onto a (non-blocking) socket from any thread.
 
-    The runner writes event frames from the engine's loop thread and
-    handshake answers from its event loop; one lock keeps frames whole and in
-    order. A send waits while the peer's buffer is full (the peer is always
-    reading); a failed send raises OSError and every later one is dropped.
+    The runner queues event frames on the engine's loop thread while a step
+    runs and flushes them once at its end (one write, one wake-up of the
+    server, for every slot's token); handshake answers go at once from its
+    event loop. One lock keeps frames whole and in order. A flush waits while
+    the peer's buffer is full (the peer is always reading); a failed one
+    raises OSError, and every later send or flush raises BrokenPipeError.
     """
 
     def __init__(self, sock: socket.socket, codec: FrameCodec) -> None:
         self._sock = sock
         self._codec = codec
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
         self.broken = False
 
-    def send(self, message: msgspec.Struct) -> None:
+    def queue(self, message: msgspec.Struct) -> None:
+        """Add a frame to the next flush."""
         with self._lock:
+            self._pending.append(self._codec.encode(message))
+
+    def flush(self) -> None:
+        """Write every queued frame."""
+        with self._lock:
+            if not self._pending:
+                return
             if self.broken:
+                self._pending.clear()
                 raise BrokenPipeError("the connection to the server is gone")
-            view = memoryview(self._codec.encode(message))
+            view = memoryview(b"".join(self._pending))
+            self._pending.clear()
             try:
                 while view:
                     try:
@@ -147,6 +160,11 @@ class FrameWriter:
             except OSError:
                 self.broken = True
                 raise
+
+    def send(self, message: msgspec.Struct) -> None:
+        """Write a frame now (after anything queued)."""
+        self.queue(message)
+        self.flush()
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:

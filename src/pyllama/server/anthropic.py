@@ -8,10 +8,11 @@ Anthropic's server-sent events. Failures keep their native status inside
 Anthropic's error envelope, so the ``anthropic`` client raises its usual
 ``NotFoundError``/``BadRequestError``.
 
-Two things go beyond Ollama, following Anthropic's API: a stop sequence
+Three things go beyond Ollama, following Anthropic's API: a stop sequence
 that ended the output is reported as ``stop_reason: "stop_sequence"`` with
-the sequence, and a failure after the first event ends the stream with an
-``error`` event.
+the sequence, a failure after the first event ends the stream with an
+``error`` event, and ``POST /v1/messages/count_tokens`` counts the prompt the
+same request would be rendered to.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
 from pyllama.server.errors import EXCEPTION_HANDLERS, RequestError
-from pyllama.server.inference import Delta, Final, check_images, think_requested
+from pyllama.server.inference import Delta, Final, check_images, inspect_model, think_requested
 from pyllama.server.models import decode_body
 from pyllama.server.ollama import Framing, lookup, prepare_chat, respond
 from pyllama.server.schemas_anthropic import (
@@ -55,6 +56,7 @@ from pyllama.server.schemas_anthropic import (
     TextDelta,
     ThinkingBlock,
     ThinkingDelta,
+    TokenCount,
     ToolUseBlock,
     Usage,
 )
@@ -364,8 +366,28 @@ async def messages(request: Request[Any, Any, Any], state: State) -> Response[An
     return response
 
 
+@post("/v1/messages/count_tokens", status_code=200)
+async def count_tokens(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """The prompt's size in the model's tokens: the request rendered exactly as /v1/messages
+    would render it (template, system prompt, tools, thinking), then tokenized. Nothing runs."""
+    started = time.perf_counter_ns()
+    body = await decode_body(request, MessagesRequest)
+    if body.max_tokens <= 0:
+        body.max_tokens = 1  # not part of a count request; the translation wants one
+    chat = to_chat_request(body)
+    chat.debug_render_only = True
+    await relax_thinking(state, chat)
+    prepared = await prepare_chat(request, state, chat, started)
+    if prepared.debug is None:
+        raise RequestError("the request produced no prompt", 500)
+    prompt = prepared.debug.rendered_template
+    local = await lookup(state, chat.model)
+    count = await anyio.to_thread.run_sync(lambda: inspect_model(local).count_tokens(prompt))
+    return Response(_encoder.encode(TokenCount(input_tokens=count)), media_type="application/json")
+
+
 # Every type the app maps, mapped again here: Litestar takes the most specific type over all layers.
-anthropic_router = Router(path="/", route_handlers=[messages],
+anthropic_router = Router(path="/", route_handlers=[messages, count_tokens],
                           exception_handlers={cls: _handle for cls in EXCEPTION_HANDLERS})
 
 __all__ = ["anthropic_router"]

@@ -102,6 +102,12 @@ class ToolUseBlock(msgspec.Struct, tag_field="type", tag="tool_use"):
 Block = TextBlock | ThinkingBlock | ToolUseBlock
 
 
+class TokenCount(msgspec.Struct):
+    """``/v1/messages/count_tokens``'s answer."""
+
+    input_tokens: int
+
+
 class Usage(msgspec.Struct):
     input_tokens: int
     output_tokens: int
