@@ -67,6 +67,7 @@ def body_for(route: str, tokens: int) -> tuple[str, dict[str, object]]:
                              "options": options}
     return "/v1/chat/completions", {"model": "bench", "messages": [{"role": "user", "content": prompt}],
                                     "max_tokens": tokens, "temperature": 0.7, "seed": 7, "stream": True,
+                                    "stream_options": {"include_usage": True},
                                     "frequency_penalty": 1.0}
 
 
