@@ -3,6 +3,7 @@ building llama.cpp's own tools from the same tree and libraries."""
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -32,6 +33,13 @@ def build_llama_tools(*targets: str) -> Path:
     subprocess.run(["cmake", "--build", str(bdir), "--target", *targets], check=True,
                    stdout=subprocess.DEVNULL)
     return bdir / "bin"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def default_model() -> Path:

@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,14 +45,13 @@ import msgspec
 import numpy as np
 import uvloop
 
-from common import build_dir, default_model, platform_line
+from common import build_dir, default_model, free_port, platform_line
 from rawhttp import post_lines
 from pyllama import _native
 from pyllama.config import Config
 from pyllama.engine import Chunk, Done, Failure, GenerateRequest, SamplingOptions
 from pyllama.scheduler import ModelRef, Scheduler
 
-_json = msgspec.json  # encode/decode of the load generator
 PROMPT_TOKENS = 100
 GEN_TOKENS = 128
 PREFIX_TOKENS = 1000
@@ -187,12 +185,6 @@ class Ours:
         await self.sched.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def process_tree_rss(pid: int) -> int:
     """Peak RSS of a process plus its direct children (the server and its runner)."""
     total = peak_rss(pid)
@@ -278,11 +270,11 @@ class OursHTTP(ServerProcess):
         body = {"model": "bench", "prompt": self.texts[tuple(prompt)], "raw": True, "stream": True,
                 "options": {"num_predict": n_predict, "temperature": 0, "num_ctx": self.n_ctx}}
         seen = 0
-        async for line in post_lines("127.0.0.1", self.port, "/api/generate", _json.encode(body)):
+        async for line in post_lines("127.0.0.1", self.port, "/api/generate", msgspec.json.encode(body)):
             if line.startswith(b'{"error"'):
                 raise RuntimeError(line.decode())
             if b'"done":true' in line:
-                chunk = _json.decode(line)
+                chunk = msgspec.json.decode(line)
                 rest = int(chunk.get("eval_count", seen)) - seen  # tokens whose text came in one piece
                 if rest > 0:
                     yield time.perf_counter(), rest
@@ -318,10 +310,10 @@ class LlamaServer(ServerProcess):
         body = {"prompt": prompt, "n_predict": n_predict, "stream": True, "ignore_eos": True,
                 "cache_prompt": cache, "temperature": 0, "return_tokens": True}
         seen = 0
-        async for line in post_lines("127.0.0.1", self.port, "/completion", _json.encode(body)):
+        async for line in post_lines("127.0.0.1", self.port, "/completion", msgspec.json.encode(body)):
             if not line.startswith(b"data: "):
                 continue
-            chunk = _json.decode(line[6:])
+            chunk = msgspec.json.decode(line[6:])
             # tokens_predicted is cumulative; a chunk's own token list can be
             # empty while a split UTF-8 character is held back.
             predicted = int(chunk.get("tokens_predicted", seen))

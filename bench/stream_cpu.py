@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,14 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from common import default_model
+from common import default_model, free_port
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def thread_times(pid: int) -> dict[str, float]:

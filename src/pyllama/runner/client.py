@@ -346,10 +346,7 @@ class RunnerClient:
         if self._transport is not None:
             self._transport.close()
         if self.info is not None:
-            if self._lost_task is None:
-                await asyncio.sleep(0)  # connection_lost runs soon after close
-            if self._lost_task is None:
-                self._on_lost(None)
+            self._on_lost(None)  # at once, not when the closed transport reports it (then a no-op)
             await asyncio.gather(self._lost_task, return_exceptions=True)  # type: ignore[arg-type]
         self._closed.set()
         await self._drain_stderr()

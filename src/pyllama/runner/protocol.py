@@ -118,6 +118,14 @@ class FrameCodec:
             raise FrameError(f"invalid frame: {exc}") from None
 
 
+def frame_size(buffer: bytes | bytearray, offset: int = 0) -> int:
+    """The body size a frame header at ``offset`` announces; FrameError if it cannot be right."""
+    (size,) = _HEADER.unpack_from(buffer, offset)
+    if size > MAX_FRAME:
+        raise FrameError(f"frame of {size} bytes is too large")
+    return int(size)
+
+
 class FrameWriter:
     """Whole frames onto a (non-blocking) socket from any thread.
 
@@ -175,9 +183,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
         if exc.partial:
             raise FrameError("stream ended inside a frame header") from None
         return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise FrameError(f"frame of {size} bytes is too large")
+    size = frame_size(header)
     try:
         return await reader.readexactly(size)
     except asyncio.IncompleteReadError:
@@ -206,10 +212,7 @@ class FrameProtocol(asyncio.Protocol):
         start, end = 0, len(buffer)
         try:
             while end - start >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(buffer, start)
-                if size > MAX_FRAME:
-                    raise FrameError(f"frame of {size} bytes is too large")
-                stop = start + _HEADER.size + size
+                stop = start + _HEADER.size + frame_size(buffer, start)
                 if stop > end:
                     break
                 message = self._codec.decode(bytes(buffer[start + _HEADER.size:stop]))

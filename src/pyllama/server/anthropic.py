@@ -30,7 +30,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
 from pyllama.server.errors import EXCEPTION_HANDLERS, RequestError
-from pyllama.server.inference import Delta, Final, check_images, inspect_model, think_requested
+from pyllama.server.inference import Delta, Final, check_images, think_requested
 from pyllama.server.models import decode_body
 from pyllama.server.ollama import Framing, lookup, prepare_chat, respond
 from pyllama.server.schemas_anthropic import (
@@ -378,11 +378,10 @@ async def count_tokens(request: Request[Any, Any, Any], state: State) -> Respons
     chat.debug_render_only = True
     await relax_thinking(state, chat)
     prepared = await prepare_chat(request, state, chat, started)
-    if prepared.debug is None:
+    debug, view = prepared.debug, prepared.view
+    if debug is None or view is None:
         raise RequestError("the request produced no prompt", 500)
-    prompt = prepared.debug.rendered_template
-    local = await lookup(state, chat.model)
-    count = await anyio.to_thread.run_sync(lambda: inspect_model(local).count_tokens(prompt))
+    count = await anyio.to_thread.run_sync(view.count_tokens, debug.rendered_template)
     return Response(_encoder.encode(TokenCount(input_tokens=count)), media_type="application/json")
 
 

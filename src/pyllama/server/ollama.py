@@ -295,11 +295,13 @@ def with_metrics(out: GenerateResponse | ChatResponse, final: Final) -> Generate
 @dataclass
 class Prepared:
     """What a generate or chat request became before any output: parsed events to relay, or a
-    finished load/unload (``done_reason``), or the rendered prompt of a debug request."""
+    finished load/unload (``done_reason``), or the rendered prompt of a debug request (with the
+    model it was rendered for, whose vocabulary can count it)."""
 
     items: AsyncIterator[Delta | Final] | None = None
     done_reason: str = ""
     debug: DebugInfo | None = None
+    view: ModelView | None = None
 
 
 async def prepare_generate(request: Request[Any, Any, Any], state: State, body: GenerateRequest,
@@ -333,7 +335,7 @@ async def prepare_generate(request: Request[Any, Any, Any], state: State, body: 
     rendered = await anyio.to_thread.run_sync(
         lambda: _render_generate(view, body, think, num_ctx_for(view, options, config.context_length)))
     if body.debug_render_only:
-        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)))
+        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)), view=view)
     return Prepared(items=await start_generation(request, view, rendered, body, options, grammar, started))
 
 
@@ -467,7 +469,7 @@ async def prepare_chat(request: Request[Any, Any, Any], state: State, body: Chat
 
     rendered = await anyio.to_thread.run_sync(render_chat, conversation)
     if body.debug_render_only:
-        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)))
+        return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)), view=view)
     if grammar and rendered.think and THINKING in view.capabilities:
         return Prepared(items=think_then_format(
             request, view, rendered, body, options, grammar, started,
