@@ -28,4 +28,8 @@ $py -m pip install -q --upgrade pip
 $py -m pip install -q "scikit-build-core>=0.10" "cython>=3.0" "numpy>=2.0" ninja
 PYTHON="$py" bash ci/fetch_llama_cpp.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths under the checkout's parent are hashed relative to it, so another
+# clone or worktree beside this one (CI's clean clone) hits the same cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$root")}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
 $py -m pip install -q --no-build-isolation -e ".[test]"
