@@ -92,6 +92,7 @@ class Config:
     context_length: int = 0
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
+    runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
 
     @property
     def base_url(self) -> str:
@@ -128,4 +129,5 @@ class Config:
             context_length=_uint(_raw(env, "CONTEXT_LENGTH"), 0),
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
+            runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -51,6 +52,7 @@ from pyllama.runner import (
     available_vram,
     estimate_memory,
 )
+from pyllama.runner import watchdog
 from pyllama.runner.memory import gpu_devices, type_bytes
 from pyllama.store.errors import NotFound
 from pyllama.store.layout import Store
@@ -247,6 +249,7 @@ class Scheduler:
         self.max_loaded = config.max_loaded_models or 3 * max(1, self.n_gpu_devices)
         self.n_threads = n_threads
         self.load_timeout = load_timeout
+        self.watchdog_timeout = watchdog.watchdog_timeout(config.runner_watchdog)
         self.runner_log_level = runner_log_level
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
         self._memory_available = memory_available
@@ -307,16 +310,23 @@ class Scheduler:
         return found
 
     def ps(self) -> list[LoadedModel]:
-        """Loaded models, latest expiry first (what /api/ps lists)."""
-        out = []
-        for runner in self._runners.values():
+        """Loaded models, latest expiry first (what /api/ps lists): one entry per model, its
+        generation and embedding runners (when both are loaded) counted together."""
+        merged: dict[str, LoadedModel] = {}
+        for runner in sorted(self._runners.values(), key=lambda r: r.key[1]):  # generation runner first
             info = runner.client.info
-            out.append(LoadedModel(
+            entry = LoadedModel(
                 name=runner.ref.name, model=runner.ref.display_model, size=runner.estimate.total,
                 size_vram=runner.size_vram, digest=runner.ref.digest, details=runner.ref.details,
                 expires_at=runner.expires_at, context_length=info.n_ctx if info else runner.options.num_ctx,
-                pid=runner.client.pid))
-        return sorted(out, key=lambda m: m.expires_at, reverse=True)
+                pid=runner.client.pid)
+            first = merged.get(entry.name)
+            if first is not None:
+                entry = dataclasses.replace(first, size=first.size + entry.size,
+                                            size_vram=first.size_vram + entry.size_vram,
+                                            expires_at=max(first.expires_at, entry.expires_at))
+            merged[entry.name] = entry
+        return sorted(merged.values(), key=lambda m: m.expires_at, reverse=True)
 
     @property
     def pending(self) -> int:
@@ -504,9 +514,10 @@ class Scheduler:
                          slots=asyncio.Semaphore(n_parallel), keep_alive=self.default_keep_alive)
         runner.set_expiry(time.time())
         self._runners[key] = runner
-        watcher = asyncio.create_task(self._watch(runner))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        for coro in (self._watch(runner), watchdog.watch(client, self.watchdog_timeout, ref.name)):
+            watcher = asyncio.create_task(coro)
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
         return runner
 
     async def _watch(self, runner: _Runner) -> None:

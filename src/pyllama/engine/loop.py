@@ -23,7 +23,7 @@ from pyllama.engine.embedding import finish_vector, pack_inputs
 from pyllama.engine.handle import RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
 from pyllama.engine.sampling import token_logprob
-from pyllama.engine.slots import Slot, choose_slot, shift_plan
+from pyllama.engine.slots import Slot, choose_slot, predict_limit, shift_plan
 from pyllama.engine.types import Chunk, Done, Embeddings, Failure
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class EngineLoop:
         job.generated.append(tok)
         text = job.stream.push(self.model.token_to_piece(tok))
         job.handle.put(Chunk(text, [tok], [lp] if lp is not None else []))
-        limit = job.request.options.num_predict
+        limit = predict_limit(job.request.options.num_predict, self.n_ctx_slot)
         if job.stream.stopped:
             self._finish(slot, job, "stop")
         elif limit > 0 and len(job.generated) >= limit:

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 Tokens = Union[Sequence[int], npt.NDArray[np.int32]]
 
 
+def predict_limit(num_predict: int, n_ctx_slot: int) -> int:
+    """How many tokens a request may generate. A negative ``num_predict`` ("no limit", or -2 "fill
+    the context") is capped at ten contexts, as Ollama does, so a model that never emits an
+    end-of-generation token cannot stream forever through context shifts."""
+    return num_predict if num_predict >= 0 else 10 * n_ctx_slot
+
+
 def common_prefix(a: Tokens, b: Tokens) -> int:
     """Length of the longest common prefix of two token lists."""
     n = min(len(a), len(b))

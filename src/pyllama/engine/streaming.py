@@ -39,8 +39,9 @@ class TextStream:
 
     After a stop string matched, ``stopped`` is True, ``matched`` is that
     string (clients such as Anthropic's report it) and the stream accepts
-    nothing more. ``finish`` returns whatever was held back (an incomplete
-    character becomes U+FFFD, like ``Model.detokenize``).
+    nothing more. ``finish`` returns whatever was held back, except the
+    bytes of a character the generation stopped in the middle of: those are
+    dropped, as Ollama drops them (a lone U+FFFD helps nobody).
     """
 
     __slots__ = ("_decoder", "_held", "_stops", "matched", "stopped")
@@ -74,12 +75,6 @@ class TextStream:
         """End of generation (EOG, length, shift refused): release the rest."""
         if self.stopped:
             return ""
-        tail = self._decoder.decode(b"", True)
-        text = self._held + tail
-        self._held = ""
-        if self._stops and tail:
-            at, self.matched = find_stop(text, self._stops)
-            if at >= 0:
-                self.stopped = True
-                return text[:at]
+        self._decoder.reset()  # an incomplete last character is dropped, not replaced
+        text, self._held = self._held, ""
         return text

@@ -19,6 +19,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -35,6 +36,7 @@ from pyllama.runner.protocol import (
     FrameProtocol,
     LoadFailed,
     LoadSpec,
+    Progress,
     Ready,
     Rejected,
     Shutdown,
@@ -136,6 +138,8 @@ class RunnerClient:
         self._closing = False
         self.exit_message = ""
         self.info: Ready | None = None
+        self.last_progress = time.monotonic()  # the last frame, or when work arrived at an idle runner
+        self._abort_reason = ""
 
     # ---- start ------------------------------------------------------------------------
 
@@ -234,6 +238,8 @@ class RunnerClient:
         if not self.alive or self._closing:
             raise RunnerDiedError(self.exit_message or "the model runner is not running")
         stream = RunnerStream(self, next(self._ids))
+        if not self._streams:
+            self.last_progress = time.monotonic()  # idle time is not a stall
         self._streams[stream.id] = stream
         try:
             self._send(Submit(stream.id, request))
@@ -260,6 +266,9 @@ class RunnerClient:
                 self._send(Cancel(request_id))
 
     def _dispatch(self, message: object) -> None:
+        self.last_progress = time.monotonic()
+        if isinstance(message, Progress):
+            return
         if isinstance(message, EventFrame):
             stream = self._streams.get(message.id)
             if stream is not None:
@@ -310,7 +319,7 @@ class RunnerClient:
                                  f"({describe_exit(self.process.returncode)})" + self._stderr_reason())
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
-            self.exit_message = "the model runner was stopped"
+            self.exit_message = self._abort_reason or "the model runner was stopped"
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             if not stream.accepted.done():
@@ -334,6 +343,11 @@ class RunnerClient:
                 await asyncio.wait_for(self.process.wait(), timeout)
             except asyncio.TimeoutError:
                 log.warning("runner %d did not stop within %gs; killing it", self.pid, timeout)
+        await self.kill()
+
+    async def abort(self, reason: str) -> None:
+        """Kill the runner; requests in flight fail with ``reason``."""
+        self._abort_reason = reason
         await self.kill()
 
     async def kill(self) -> None:

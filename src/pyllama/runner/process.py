@@ -22,6 +22,7 @@ import time
 from pyllama import _native
 from pyllama.engine import Engine, InvalidRequestError, RequestHandle
 from pyllama.engine.types import FINAL_EVENTS, Event
+from pyllama.llama_errors import collect_load_errors
 from pyllama.runner.memory import estimate_memory, rss_bytes
 from pyllama.runner.protocol import (
     Accepted,
@@ -30,6 +31,7 @@ from pyllama.runner.protocol import (
     FrameWriter,
     LoadFailed,
     LoadSpec,
+    Progress,
     Ready,
     Rejected,
     Shutdown,
@@ -40,41 +42,20 @@ from pyllama.runner.protocol import (
 
 log = logging.getLogger("pyllama.runner")
 
-
-class _ErrorCollector(logging.Handler):
-    """Keeps llama.cpp's error lines while loading: they say why a load failed."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage().strip())
-
-
-def _load_reason(lines: list[str]) -> str:
-    for line in lines:
-        marker = "error loading model:"
-        if marker in line:
-            return line.split(marker, 1)[1].strip()
-    return lines[0] if lines else ""
+PROGRESS_INTERVAL = 1.0  # seconds between Progress frames while requests run
 
 
 def load_engine(spec: LoadSpec) -> Engine:
     """Build and start the engine; raises with llama.cpp's reason on failure."""
-    collector = _ErrorCollector()
-    llama_log = logging.getLogger("pyllama.llama_cpp")
-    llama_log.addHandler(collector)
-    try:
-        engine = Engine(spec.model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
-                        n_threads=spec.n_threads or None, embeddings=spec.embeddings,
-                        n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
-                        type_k=spec.type_k, type_v=spec.type_v)
-    except Exception as exc:
-        reason = _load_reason(collector.lines) or str(exc)
-        raise RuntimeError(f"unable to load model: {spec.model}" + (f": {reason}" if reason else "")) from exc
-    finally:
-        llama_log.removeHandler(collector)
+    with collect_load_errors() as errors:
+        try:
+            engine = Engine(spec.model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
+                            n_threads=spec.n_threads or None, embeddings=spec.embeddings,
+                            n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
+                            type_k=spec.type_k, type_v=spec.type_v)
+        except Exception as exc:
+            reason = errors.reason or str(exc)
+            raise RuntimeError(f"unable to load model: {spec.model}" + (f": {reason}" if reason else "")) from exc
     return engine.start()
 
 
@@ -87,6 +68,7 @@ class RunnerServer:
         self.codec = runner_codec()
         self.engine: Engine | None = None
         self.handles: dict[int, RequestHandle] = {}
+        self._last_progress = 0.0
 
     def send(self, message: object) -> None:
         self.out.send(message)  # type: ignore[arg-type]
@@ -121,8 +103,13 @@ class RunnerServer:
         self.out.queue(EventFrame(request_id, event))
 
     def flush(self) -> None:
-        """Write the queued frames. If the server is gone they are dropped:
+        """Write the queued frames (and, at most once a second while requests
+        run, a Progress frame). If the server is gone they are dropped:
         reading the end of stream stops everything."""
+        now = time.monotonic()
+        if self.handles and now - self._last_progress >= PROGRESS_INTERVAL:
+            self._last_progress = now
+            self.out.queue(Progress())
         try:
             self.out.flush()
         except OSError:

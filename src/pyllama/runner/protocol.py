@@ -92,8 +92,13 @@ class EventFrame(msgspec.Struct, tag="event", array_like=True, gc=False):
     event: Event
 
 
+class Progress(msgspec.Struct, tag="progress", array_like=True, gc=False):
+    """The engine finished a decode step (sent at most once a second while it has work): a step
+    that evaluates a long prompt emits no event, and the server's watchdog must still see life."""
+
+
 ToRunner = Union[LoadSpec, Submit, Cancel, Shutdown]
-FromRunner = Union[Ready, LoadFailed, Accepted, Rejected, EventFrame]
+FromRunner = Union[Ready, LoadFailed, Accepted, Rejected, EventFrame, Progress]
 
 
 class FrameError(RuntimeError):

@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from pyllama.store.errors import StoreError
+from pyllama.store.errors import StoreError, capped
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ def error_response(message: str, status_code: int) -> Response[bytes]:
 
 
 class RequestError(Exception):
-    """A malformed request body (missing, bad JSON, wrong field type)."""
+    """A malformed request body (missing, bad JSON, wrong field type); the message is capped."""
 
     def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
+        super().__init__(capped(message))
         self.status_code = status_code
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from pyllama.scheduler import DEFAULT_NUM_CTX, ModelRef, SchedulerError
 from pyllama.server.errors import RequestError
 from pyllama.server.schemas_inference import Logprob, ResponseToolCall, ResponseToolCallFunction, Tool, TopLogprob
 from pyllama.store.capabilities import COMPLETION, INSERT, THINKING, TOOLS, VISION
-from pyllama.store.gguf_meta import GGUFInfo
+from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 from pyllama.store.model import LocalModel
 from pyllama.store.options import OptionTypeError, validate_options
 from pyllama.templates import (
@@ -43,6 +44,8 @@ from pyllama.templates.prompt import THINK_LEVELS
 
 if TYPE_CHECKING:
     from pyllama._native import ChatTemplates, Model
+
+log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
 MAX_TOP_LOGPROBS = 20
@@ -161,6 +164,8 @@ def sampling_options(options: Mapping[str, Any], *, grammar: str = "", stops: Se
         opts = options_from_mapping(options)
     except InvalidRequestError as exc:
         raise RequestError(str(exc)) from None
+    if opts.num_predict == -1 and options.get("num_ctx"):  # "no limit" is 10 contexts, as in Ollama
+        opts = msgspec.structs.replace(opts, num_predict=10 * int(options["num_ctx"]))
     extra = [s for s in stops if s and s not in opts.stop]
     if grammar or extra:
         opts = msgspec.structs.replace(opts, grammar=grammar or opts.grammar, stop=[*opts.stop, *extra])
@@ -228,9 +233,16 @@ def inspect_model(local: LocalModel) -> ModelView:
     Capabilities are ``LocalModel.capabilities``, the same list /api/show
     reports, so a client that checks there is never surprised here.
     """
+    from pyllama._native import ModelLoadError
+
     ref = ModelRef.from_local(local)
-    info = local.gguf()
-    chat = load_chat_templates(str(ref.path))
+    try:
+        info = read_gguf(ref.path)
+        chat = load_chat_templates(str(ref.path))
+    except (GGUFError, ModelLoadError) as exc:  # a corrupt blob: llama.cpp's reason, no traceback
+        message = str(exc) if isinstance(exc, ModelLoadError) else f"unable to load model: {ref.path}: {exc}"
+        log.warning("%s", message)
+        raise RequestError(message, 500) from None
     train = info.arch_key("context_length") if info is not None else None
     return ModelView(local, ref, info, local.capabilities(info), chat, train if isinstance(train, int) else 0)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, delete, post, route
 from litestar.datastructures import State
 
+from pyllama.server.bodies import decode_body
 from pyllama.server.errors import RequestError, error_response
 from pyllama.server.jobs import job_response
 from pyllama.server.schemas import CopyRequest, CreateRequest, ListModel, ListResponse, ModelDetails, ModelRequest
@@ -22,18 +23,6 @@ from pyllama.store.names import ModelName, parse_name, parse_name_or_400
 from pyllama.store.registry import pull_model, push_model
 from pyllama.store.show import details, format_time, show_response
 
-T = TypeVar("T")
-
-
-async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
-    """Decode a JSON body the way Ollama answers mistakes (400 + message)."""
-    body = await request.body()
-    if not body.strip():
-        raise RequestError("missing request body")
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.DecodeError as exc:
-        raise RequestError(str(exc)) from None
 
 
 def get_store(state: State) -> Store:

@@ -6,14 +6,22 @@ message text is what a client sees and must match Ollama's wording.
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1024  # characters: messages quote names and values a client sent, which may be huge
+
+
+def capped(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` cut to ``limit`` characters (saying how long it was), so an error never echoes
+    a megabyte-long name or value back whole."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message)} characters)"
+
 
 class StoreError(Exception):
-    """Base class: a failure with a message meant for the API client."""
+    """Base class: a failure with a message meant for the API client (capped, see ``capped``)."""
 
     status_code: int = 500
 
     def __init__(self, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(capped(message))
         if status_code is not None:
             self.status_code = status_code
 

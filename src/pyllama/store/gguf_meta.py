@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gguf import GGMLQuantizationType, GGUFValueType, LlamaFileType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 GGUF_MAGIC = b"GGUF"
 ARRAY_ELIDE_LIMIT = 5
+DEFAULT_ALIGNMENT = 32  # GGUF's, unless general.alignment says otherwise
 
 _SCALAR_FORMATS: dict[GGUFValueType, str] = {
     GGUFValueType.UINT8: "<B",
@@ -159,25 +160,43 @@ def _read(path: Path, materialise: bool) -> GGUFInfo:
                 raise GGUFError("bad GGUF value type") from None
             kv[key] = cur.value(vtype, materialise)
         tensors: list[TensorInfo] = []
+        extents: list[tuple[str, int, int]] = []
         params = 0
         for _ in range(n_tensors):
             name = cur.string()
             n_dims = cur.unpack("<I")
             shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
             ttype = cur.unpack("<I")
-            cur.unpack("<Q")  # offset
+            offset = cur.unpack("<Q")
             try:
-                type_name = GGMLQuantizationType(ttype).name
+                qtype = GGMLQuantizationType(ttype)
+                type_name = qtype.name
             except ValueError:
-                type_name = str(ttype)
+                qtype, type_name = None, str(ttype)
             count = 1
             for dim in shape:
                 count *= dim
             params += count
             tensors.append(TensorInfo(name, type_name, shape))
+            if qtype is not None:
+                block, size = GGML_QUANT_SIZES[qtype]
+                extents.append((name, offset, count // block * size))
+        _check_extents(kv, cur.pos, len(buf), extents)
         return GGUFInfo(kv, tensors, params)
     finally:
         buf.close()
+
+
+def _check_extents(kv: dict[str, Any], header_end: int, file_size: int, extents: list[tuple[str, int, int]]) -> None:
+    """Every tensor's data must lie inside the file: a truncated download or copy is refused here,
+    with the words llama.cpp's loader uses, instead of when a runner first loads it."""
+    alignment = kv.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0:
+        alignment = DEFAULT_ALIGNMENT
+    data_start = -(-header_end // alignment) * alignment
+    for name, offset, nbytes in extents:
+        if data_start + offset + nbytes > file_size:
+            raise GGUFError(f"tensor '{name}' data is not within the file bounds, model is corrupted or incomplete")
 
 
 _cache: dict[tuple[str, int, int, bool], GGUFInfo] = {}

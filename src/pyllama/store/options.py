@@ -121,6 +121,8 @@ def coerce_json_option(name: str, value: Any) -> Any:
     if spec.type == "int":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise OptionTypeError(option_type_message(name, spec))
+        if not -(2**63) <= value < 2**63:  # e.g. 1e300: nothing downstream can hold it
+            raise InvalidRequest(f'invalid value for "options.{name}": integers must fit in 64 bits')
         return int(value)
     if spec.type == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -11,10 +11,12 @@ carries what is needed to parse the model's answer (see
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pyllama.llama_errors import collect_load_errors
 from pyllama.templates.gotypes import to_messages, to_tools
 from pyllama.templates.messages import Msg, tag_images, to_openai_messages
 from pyllama.templates.ollama import DEFAULT_TEMPLATE, OllamaTemplate, parse_ollama_template
@@ -74,16 +76,34 @@ class RenderedPrompt:
         return make_output_parser(self)
 
 
-@functools.lru_cache(maxsize=8)
+_load_locks: dict[str, threading.Lock] = {}
+_load_locks_guard = threading.Lock()
+
+
 def load_chat_templates(model_path: str) -> ChatTemplates:
     """The GGUF's Jinja chat templates for ``model_path``, cached per path.
 
     Loads only the vocabulary (about 0.1 s), so the HTTP process can render
     and parse without the weights; blobs never change, so the cache is safe.
+    Concurrent first requests for one model load it once: the others wait
+    for that load instead of each building its own copy of the vocabulary.
     """
+    with _load_locks_guard:
+        lock = _load_locks.setdefault(model_path, threading.Lock())
+    with lock:
+        return _load_chat_templates(model_path)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_chat_templates(model_path: str) -> ChatTemplates:
     from pyllama import _native
 
-    return _native.ChatTemplates(_native.Model(model_path, vocab_only=True))
+    with collect_load_errors() as errors:
+        try:
+            model = _native.Model(model_path, vocab_only=True)
+        except _native.ModelLoadError as exc:
+            raise _native.ModelLoadError(f"unable to load model: {model_path}: {errors.reason or exc}") from None
+    return _native.ChatTemplates(model)
 
 
 def think_values(think: Think, default_think: bool = False) -> tuple[bool, str, bool]:
