@@ -4,6 +4,7 @@ vocabulary once however many requests arrive together."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ import httpx
 import ollama
 import pytest
 
-from inferenceutil import MODEL, ndjson, options, post
+from inferenceutil import MODEL, options, post
 from serverutil import start_server
 
 
@@ -49,7 +50,7 @@ def _port(base: str) -> int:
 
 @pytest.fixture
 def watched(models_dir: Path, model_path: Path) -> Iterator[str]:
-    env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_RUNNER_WATCHDOG": "2s"}
+    env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_RUNNER_WATCHDOG": "10s"}
     with start_server(env) as base:
         client = ollama.Client(host=base)
         client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
@@ -58,32 +59,43 @@ def watched(models_dir: Path, model_path: Path) -> Iterator[str]:
 
 def test_watchdog_stops_a_stuck_runner_and_the_next_request_gets_a_new_one(watched: str) -> None:
     body = {"model": MODEL, "prompt": "Count: 1, 2, 3,", "options": options(num_predict=4)}
-    assert post(watched, "/api/generate", {**body, "stream": False}).status_code == 200
+    first = post(watched, "/api/generate", {**body, "stream": False})
+    assert first.status_code == 200, first.text
     [pid] = runner_pids(_port(watched))
-    os.kill(pid, signal.SIGSTOP)
+    # Stopped in the middle of a stream: the stream ends with the watchdog's error as its last line.
+    long = {**body, "options": options(num_predict=400)}
+    lines = []
     try:
-        resp = post(watched, "/api/generate", {**body, "stream": False})
-        assert resp.status_code == 500
-        assert "made no progress" in resp.json()["error"] and "PYLLAMA_RUNNER_WATCHDOG=2s" in resp.json()["error"]
+        with httpx.stream("POST", watched + "/api/generate", json=long, timeout=120) as resp:
+            for line in resp.iter_lines():
+                if line:
+                    lines.append(json.loads(line))
+                    if len(lines) == 1:
+                        os.kill(pid, signal.SIGSTOP)
     finally:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass  # the watchdog killed it
-    # Streaming: the stream ends with the same error as its last line.
-    resp, lines = ndjson(watched, "/api/generate", body)
-    assert resp.status_code == 200 and lines[-1]["done"] is True  # a new runner serves the next request
+        _resume(pid)
+    assert "error" in lines[-1], lines[-1]
+    assert "made no progress" in lines[-1]["error"] and "PYLLAMA_RUNNER_WATCHDOG=10s" in lines[-1]["error"]
+    # The next request gets a new runner.
+    again = post(watched, "/api/generate", {**body, "stream": False})
+    assert again.status_code == 200, again.text
     [new_pid] = runner_pids(_port(watched))
     assert new_pid != pid
+    # A request sent to a runner that is already stuck is not lost: it runs on a fresh one.
     os.kill(new_pid, signal.SIGSTOP)
     try:
-        resp, lines = ndjson(watched, "/api/generate", {**body, "options": options(num_predict=64)})
-        assert "made no progress" in lines[-1]["error"]
+        late = post(watched, "/api/generate", {**body, "stream": False})
     finally:
-        try:
-            os.kill(new_pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+        _resume(new_pid)
+    assert late.status_code == 200, late.text
+    assert runner_pids(_port(watched)) not in ([], [new_pid])
+
+
+def _resume(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # the watchdog killed it
 
 
 def test_truncated_gguf_is_refused_at_create_naming_the_tensor(server: str, model_path: Path,
