@@ -206,3 +206,32 @@ def test_openapi_documents_every_route(base: str) -> None:
                     assert answer["content"]["application/json"]["schema"]["$ref"], (method, path, code)
     generate = components["GenerateRequest"]["properties"]
     assert {"model", "prompt", "options", "format", "stream"} <= set(generate)
+
+
+HALF = "Send me one emoji"  # SmolLM2's first answer token is the first two bytes of an emoji
+HALF_ROUTES: list[tuple[str, dict[str, Any]]] = [
+    ("/api/generate", {"model": MODEL, "raw": True, "options": {"num_predict": 1, "temperature": 0},
+                       "prompt": f"<|im_start|>user\n{HALF}<|im_end|>\n<|im_start|>assistant\n"}),
+    ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": HALF}],
+                   "options": {"num_predict": 1, "temperature": 0}}),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": HALF}], "max_tokens": 1,
+                              "temperature": 0}),
+    ("/v1/responses", {"model": MODEL, "input": HALF, "max_output_tokens": 1, "temperature": 0}),
+    ("/v1/messages", {"model": MODEL, "messages": [{"role": "user", "content": HALF}], "max_tokens": 1,
+                      "temperature": 0}),
+]
+
+
+def test_a_generation_stopping_inside_a_character_drops_its_bytes(base: str) -> None:
+    # The one token generated is half an emoji (its bytes are F0 9F) ...
+    path, body = HALF_ROUTES[0]
+    probe = post(base, path, {**body, "stream": False, "logprobs": True}).json()
+    assert probe["logprobs"][0]["bytes"] == [0xF0, 0x9F], probe
+    # ... which used to come back as "\ufffd"; now it is dropped, on every route, streamed or not.
+    for path, body in HALF_ROUTES:
+        for stream in (False, True):
+            resp = post(base, path, {**body, "stream": stream})
+            assert resp.status_code == 200, (path, resp.text)
+            assert "\ufffd" not in resp.text and "\\ufffd" not in resp.text.lower(), (path, stream, resp.text)
+    answer = post(base, "/api/chat", {**HALF_ROUTES[1][1], "stream": False}).json()
+    assert answer["message"]["content"] == "" and answer["eval_count"] == 1
