@@ -23,11 +23,12 @@ hypothesis = pytest.importorskip("hypothesis")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
 from inferenceutil import MODEL, inference_server  # noqa: E402
 
-EXAMPLES = 25  # per operation and mode: about 1,500 requests in all
+EXAMPLES = 8  # per operation and mode: about 400 requests in all
 TIMEOUT = 60.0  # seconds: a request slower than this is a hang
 SHORT = {"num_predict": 2, "num_ctx": 256}
 
@@ -60,9 +61,8 @@ def _steer(case: Any, steer: bool) -> Any:
         case.body["model"] = MODEL
         opts = case.body.get("options")
         case.body["options"] = {**(opts if isinstance(opts, dict) else {}), **SHORT}
-        for key in ("max_tokens", "max_output_tokens", "max_completion_tokens"):
-            if key in case.body:
-                case.body[key] = 2
+        for key in ("max_tokens", "max_output_tokens", "max_completion_tokens"):  # other routes ignore them
+            case.body[key] = 2
     return case
 
 
@@ -97,5 +97,8 @@ def test_no_route_answers_5xx_or_hangs(base: str, operations: list[Any]) -> None
                     if resp.status_code >= 500:
                         failures.append(f"{_label(op)} -> {resp.status_code} {resp.text[:300]} for {str(body)[:300]}")
 
-                check()
+                try:
+                    check()
+                except Unsatisfiable:
+                    assert mode == GenerationMode.NEGATIVE, _label(op)  # nothing to get wrong (no body, no params)
     assert not failures, "\n".join(failures[:20])

@@ -23,8 +23,8 @@ from pyllama.runner.client import RunnerClient
 log = logging.getLogger("pyllama.runner")
 
 # The longest a healthy runner should go without finishing a decode step. The slowest step is a
-# full prompt batch (512 tokens) on CPU: SmolLM2-135M takes about 0.3 s of one core for it and the
-# cost grows with parameters, so a 70B model on a few cores needs minutes. See docs/scheduler.md.
+# full prompt batch (512 tokens) on CPU: SmolLM2-135M took ~57 s for one on a busy 2-core machine,
+# and the cost grows with parameters, so a 70B model needs minutes. See docs/scheduler.md.
 DEFAULT_TIMEOUT = 600.0
 
 
