@@ -28,7 +28,7 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 
 from inferenceutil import MODEL, inference_server  # noqa: E402
 
-EXAMPLES = 8  # per operation and mode: about 400 requests in all
+EXAMPLES = 6  # per operation and mode: about 300 requests in all
 TIMEOUT = 60.0  # seconds: a request slower than this is a hang
 SHORT = {"num_predict": 2, "num_ctx": 256}
 
