@@ -111,9 +111,11 @@ cdef class Projector:
     def non_causal(self, Chunk chunk=None):
         """True when `chunk` (default: an image) must be decoded with
         Context.decode(batch, non_causal=True), alone in its batch."""
+        cdef const mtmd_input_chunk * c = NULL
         if chunk is not None:
             self._check_chunk(chunk)
-        return bool(mtmd_decode_use_non_causal(self.ptr, NULL if chunk is None else chunk.ptr))
+            c = chunk.ptr
+        return bool(mtmd_decode_use_non_causal(self.ptr, c))
 
     @property
     def marker(self):
