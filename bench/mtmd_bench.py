@@ -42,10 +42,10 @@ def make_projector(out: Path, model: Path) -> Path:
 
 def cli_run(bin_dir: Path, model: Path, mmproj: Path, image: Path, threads: int) -> dict[str, float]:
     """One llama-mtmd-cli single turn, one generated token; its own log gives
-    the encode time and the prompt-eval time."""
+    the encode time and the prompt-eval time (text and image rows)."""
     out = subprocess.run([str(bin_dir / "llama-mtmd-cli"), "-m", str(model), "--mmproj", str(mmproj),
                           "--image", str(image), "-p", PROMPT, "-n", "1", "-t", str(threads), "-tb", str(threads),
-                          "--temp", "0", "-c", "2048"],
+                          "--temp", "0", "-c", "2048", "-v"],  # -v: libllama's perf lines
                          capture_output=True, text=True, check=True)
     log = out.stdout + out.stderr
     enc = re.search(r"mtmd batch encoding done in (\d+) ms", log)
@@ -65,8 +65,13 @@ class Ours:
         self.ctx = _native.Context(self.model, n_ctx=2048, n_threads=threads)
         self.batch = _native.Batch(self.ctx.n_batch)
         chat = _native.ChatTemplates(self.model)
-        # what llama-mtmd-cli renders: the marker before the prompt, one user turn
-        self.prompt = chat.apply([{"role": "user", "content": self.projector.marker + PROMPT}])["prompt"]
+        # What llama-mtmd-cli decodes: the marker before the prompt in one user
+        # turn, and only what that turn adds to an empty chat, which leaves out
+        # the template's default system prompt (SmolLM2's ChatML). The
+        # "prompt tokens" line shows whether both sides decode the same count.
+        full = chat.apply([{"role": "user", "content": self.projector.marker + PROMPT}])["prompt"]
+        start = full.find("<|im_start|>user")
+        self.prompt = full[start:] if start > 0 else full
 
     def run(self, image: bytes) -> dict[str, float]:
         ctx, batch, projector = self.ctx, self.batch, self.projector

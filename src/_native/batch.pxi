@@ -64,9 +64,10 @@ cdef class Batch:
 
     def clear(self):
         self.n = 0
+        if self._kind == _BATCH_EMBD:
+            self._embd_width = 0
+            self._embd_refs = []
         self._kind = _BATCH_EMPTY
-        self._embd_width = 0
-        self._embd_refs = []
 
     cdef int _want(self, int kind) except -1:
         if self._kind != _BATCH_EMPTY and self._kind != kind:
