@@ -13,7 +13,6 @@ in Ollama's order. Nothing is stored, so ``previous_response_id``,
 from __future__ import annotations
 
 import json
-import random
 import time
 from typing import Any, TypeVar
 
@@ -21,12 +20,11 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
 
-from pyllama.server.errors import RequestError
-from pyllama.server.inference import Delta, Final
-from pyllama.server.models import decode_body
-from pyllama.server.ollama import Framing, prepare_chat, respond
-from pyllama.server.openai import SSE, decode_image_url, relayed_items, think_from_effort
-from pyllama.server.openai_errors import OPENAI_EXCEPTION_HANDLERS
+from pyllama.ids import new_id
+from pyllama.server.checks import decode_body, decode_image_url, think_from_effort
+from pyllama.server.errors import OPENAI_HANDLERS, RequestError
+from pyllama.server.pipeline import prepare_chat, relayed_items
+from pyllama.server.relay import SSE, Delta, Final, Framing, respond
 from pyllama.server.schemas_inference import ChatRequest, Message, ResponseToolCall, ToolCall, ToolCallFunction
 from pyllama.server.schemas_responses import (
     ArgumentsDeltaEvent,
@@ -67,7 +65,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def _rand_id(prefix: str) -> str:
-    return f"{prefix}_{random.randrange(999999)}"  # noqa: S311 - an id, not a secret
+    return new_id(prefix, "number", 999999)
 
 
 # -- request translation ---------------------------------------------------------------------
@@ -434,6 +432,6 @@ async def create_response(request: Request[Any, Any, Any], state: State) -> Resp
 
 
 responses_router = Router(path="/", route_handlers=[create_response],
-                          exception_handlers=OPENAI_EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+                          exception_handlers=OPENAI_HANDLERS)  # type: ignore[arg-type]
 
 __all__ = ["responses_router", "chat_request", "input_messages", "ResponseWriter"]

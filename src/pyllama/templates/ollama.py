@@ -149,6 +149,15 @@ def parse_ollama_template(text: str) -> OllamaTemplate:
     return OllamaTemplate(text)
 
 
+def check_template(text: str) -> None:
+    """Raise ``TemplateSyntaxError`` (a ValueError, Go's wording) unless ``text`` parses as a TEMPLATE.
+
+    /api/create passes this to the store, so a broken TEMPLATE is a 400 at
+    create time rather than a failure at the first chat request.
+    """
+    parse_ollama_template(text)
+
+
 def collate(messages: Sequence[Message]) -> tuple[str, list[Message]]:
     """All system contents joined, and messages with same-role runs merged (tool messages kept apart)."""
     system: list[str] = []
