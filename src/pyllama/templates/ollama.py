@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyllama.templates.gotemplate import Template
+from pyllama.templates.gotemplate import Template, TemplateSyntaxError
 from pyllama.templates.gotemplate.nodes import (
     ActionNode,
     BranchNode,
@@ -150,12 +150,16 @@ def parse_ollama_template(text: str) -> OllamaTemplate:
 
 
 def check_template(text: str) -> None:
-    """Raise ``TemplateSyntaxError`` (a ValueError, Go's wording) unless ``text`` parses as a TEMPLATE.
+    """Raise ValueError unless ``text`` parses as a TEMPLATE, worded as Go's parser
+    words it (``template: :LINE: message``, no column).
 
     /api/create passes this to the store, so a broken TEMPLATE is a 400 at
     create time rather than a failure at the first chat request.
     """
-    parse_ollama_template(text)
+    try:
+        parse_ollama_template(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template: {exc.name}:{exc.line}: {exc.detail}") from None
 
 
 def collate(messages: Sequence[Message]) -> tuple[str, list[Message]]:
