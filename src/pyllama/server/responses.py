@@ -324,30 +324,29 @@ class ResponseWriter:
     def _close_reasoning(self) -> list[Event]:
         if not self.reasoning_id:
             return []
-        item = _reasoning_item(self.reasoning_id, self.thinking)
-        events = [self._event(SummaryDoneEvent, "response.reasoning_summary_text.done", item_id=self.reasoning_id,
-                              output_index=self.output_index, summary_index=0, text=self.thinking),
-                  self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
-                              item=item)]
+        done = self._event(SummaryDoneEvent, "response.reasoning_summary_text.done", item_id=self.reasoning_id,
+                           output_index=self.output_index, summary_index=0, text=self.thinking)
+        events = self._finish(_reasoning_item(self.reasoning_id, self.thinking), [done])
+        self.reasoning_id = ""
+        return events
+
+    def _finish(self, item: OutputItem, events: list[Event]) -> list[Event]:
+        """Close the current output item: its own done events, then ``output_item.done``."""
+        events.append(self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
+                                  item=item))
         self.items.append(item)
         self.output_index += 1
-        self.reasoning_id = ""
         return events
 
     def _close_text(self) -> list[Event]:
         if not self.text_open:
             return []
-        item = _message_item(self.item_id, self.text)
         events = [self._event(TextDoneEvent, "response.output_text.done", item_id=self.item_id,
                               output_index=self.output_index, content_index=0, text=self.text),
                   self._event(ContentPartEvent, "response.content_part.done", item_id=self.item_id,
-                              output_index=self.output_index, content_index=0, part=OutputText(text=self.text)),
-                  self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
-                              item=item)]
-        self.items.append(item)
-        self.output_index += 1
+                              output_index=self.output_index, content_index=0, part=OutputText(text=self.text))]
         self.text_open = False
-        return events
+        return self._finish(_message_item(self.item_id, self.text), events)
 
     def _thinking(self, text: str) -> list[Event]:
         events: list[Event] = []
@@ -375,10 +374,8 @@ class ResponseWriter:
                                           item_id=item_id, output_index=index, delta=arguments))
             events.append(self._event(ArgumentsDoneEvent, "response.function_call_arguments.done", item_id=item_id,
                                       output_index=index, arguments=arguments))
-            item = FunctionCallItem(id=item_id, status="completed", call_id=call_id, name=name, arguments=arguments)
-            events.append(self._event(OutputItemEvent, "response.output_item.done", output_index=index, item=item))
-            self.items.append(item)
-            self.output_index += 1
+            self._finish(FunctionCallItem(id=item_id, status="completed", call_id=call_id, name=name,
+                                          arguments=arguments), events)
         self.tool_calls_sent = True
         return events
 
