@@ -60,7 +60,9 @@ class Option:
     ``check`` says whether a value is meaningful; ``rule`` is the error
     (``{name}``/``{value}`` filled in). ``public=False`` marks engine-only
     fields (``grammar``, ``logit_bias``): in-process callers set them, while
-    request options and PARAMETER lines do not know them.
+    request options and PARAMETER lines do not know them. A structured value
+    (e.g. a list of objects) brings its own ``convert`` (JSON value -> typed
+    value, OptionTypeError on a mismatch) and ``py_type`` (the struct field's type).
     """
 
     name: str
@@ -70,6 +72,8 @@ class Option:
     check: Callable[[Any], bool] | None = None
     rule: str = ""
     public: bool = True
+    convert: Callable[[Any], Any] | None = None
+    py_type: Any = None
 
     @property
     def runner(self) -> bool:
@@ -168,6 +172,8 @@ def coerce(name: str, value: Any) -> Any:
     """
     option = OPTIONS[name]
     kind = option.type
+    if option.convert is not None:
+        return option.convert(value)
     if kind in ("int", "float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise option.type_error()
@@ -285,7 +291,7 @@ def struct_fields(*applies: Applies) -> list[tuple[str, Any, Any]]:
     fields = []
     for option in OPTIONS.values():
         if option.applies in applies:
-            py_type = _PY_TYPES[option.type]
+            py_type = option.py_type or _PY_TYPES[option.type]
             if option.default is None:
                 py_type = py_type | None
             default = list(option.default) if isinstance(option.default, tuple) else option.default
