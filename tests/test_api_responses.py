@@ -310,7 +310,7 @@ def test_bad_json_and_client_errors(base: str, oai: openai.OpenAI) -> None:
 
 def test_writer_closes_text_before_calls_and_fails_with_response_failed() -> None:
     """Paths a tiny model does not take on its own: text then a tool call, and a mid-stream failure."""
-    from pyllama.server.inference import Delta
+    from pyllama.server.relay import Delta
     from pyllama.server.responses import ResponseWriter
     from pyllama.server.schemas_inference import ResponseToolCall, ResponseToolCallFunction
     from pyllama.server.schemas_responses import ResponsesRequest

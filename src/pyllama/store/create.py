@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyllama.options import LEGACY_OPTIONS, OptionError, check_parameter
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
-from pyllama.store.gotemplate import check_go_template
 from pyllama.store.layout import Store
 from pyllama.store.manifest import (
     CONFIG_MEDIA_TYPE,
@@ -44,7 +44,6 @@ from pyllama.store.manifest import (
 from pyllama.store.model import load_model
 from pyllama.store.modelfile import SEMVER_RE
 from pyllama.store.names import ModelName, parse_name_or_400
-from pyllama.store.options import validate_parameters
 from pyllama.store.quantize import QUANTIZABLE_FROM, canonical_quant_type, quantize_file
 
 log = logging.getLogger(__name__)
@@ -87,6 +86,27 @@ def _check_files(files: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def validate_parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Check /api/create ``parameters`` before storing them.
+
+    Stricter than request ``options`` because this is persisted: unknown
+    names and wrong types are a 400. Legacy names are dropped. Values are
+    kept as given (after the type check; a lone ``stop`` string becomes a list).
+    """
+    out: dict[str, Any] = {}
+    for name, value in (parameters or {}).items():
+        if value is None:
+            continue
+        if name in LEGACY_OPTIONS:
+            log.warning("parameter %s is deprecated and ignored", name)
+            continue
+        try:
+            out[name] = check_parameter(name, value)
+        except OptionError as exc:
+            raise InvalidRequest(exc.message) from None
+    return out
+
+
 def validate_create(
     *,
     model: str,
@@ -103,8 +123,12 @@ def validate_create(
     renderer: str | None = None,
     parser: str | None = None,
     requires: str | None = None,
+    check_template: Callable[[str], None] | None = None,
 ) -> CreateSpec:
-    """Check everything that can be checked without doing the work; 400 on mistakes."""
+    """Check everything that can be checked without doing the work; 400 on mistakes.
+
+    ``check_template`` parses a TEMPLATE (ValueError when it does not parse);
+    the server passes the template engine's parser, which lives above the store."""
     name = parse_name_or_400(model or "")
     from_ = (from_ or "").strip()
     if not from_ and not files:
@@ -119,7 +143,8 @@ def validate_create(
     spec.draft_files = _check_files(draft_files)
     if template is not None:
         try:
-            check_go_template(template)
+            if check_template is not None:
+                check_template(template)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         spec.template = template
