@@ -28,7 +28,7 @@ import httpx
 
 from pyllama.store.errors import RegistryError, StoreError
 from pyllama.store.fsutil import TEMP_PREFIX, sha256_file
-from pyllama.store.layout import Store
+from pyllama.store.layout import BlobHold, Store
 from pyllama.store.lock import blob_download_lock
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
 from pyllama.store.names import ModelName, parse_name
@@ -100,31 +100,35 @@ class RegistryClient(RegistryHTTP):
         if manifest.config is None:
             raise RegistryError("pull model manifest: unsupported manifest format (no config)")
         layers = [*manifest.layers, manifest.config]
-        # Layers download side by side (each in parts); the first failure stops the rest.
-        with ThreadPoolExecutor(max_workers=min(MAX_LAYERS_IN_FLIGHT, len(layers))) as pool:
-            futures = [pool.submit(self._pull_layer, layer, emit) for layer in layers]
-            errors: list[BaseException] = []
-            for future in futures:
-                try:
-                    future.result()
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
-                    self._abort.set()
-        if errors:
-            # Report the failure itself, not the siblings it stopped.
-            raise next((e for e in errors if not isinstance(e, Canceled)), errors[0])
-        emit({"status": "verifying sha256 digest"})
-        emit({"status": "writing manifest"})
-        with self.store.locked():
-            orphaned = self.store.write_manifest(self.name, raw, manifest)
-            if orphaned and not self.store.noprune:
-                emit({"status": "removing unused layers"})
-                self.store.prune_digests(orphaned)
+        # Every layer is held from before its presence check until the
+        # manifest is written, so a concurrent delete cannot prune it.
+        with self.store.holding() as hold:
+            # Layers download side by side (each in parts); the first failure stops the rest.
+            with ThreadPoolExecutor(max_workers=min(MAX_LAYERS_IN_FLIGHT, len(layers))) as pool:
+                futures = [pool.submit(self._pull_layer, layer, emit, hold) for layer in layers]
+                errors: list[BaseException] = []
+                for future in futures:
+                    try:
+                        future.result()
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below
+                        errors.append(exc)
+                        self._abort.set()
+            if errors:
+                # Report the failure itself, not the siblings it stopped.
+                raise next((e for e in errors if not isinstance(e, Canceled)), errors[0])
+            emit({"status": "verifying sha256 digest"})
+            emit({"status": "writing manifest"})
+            with self.store.locked():
+                orphaned = self.store.write_manifest(self.name, raw, manifest)
+                if orphaned and not self.store.noprune:
+                    emit({"status": "removing unused layers"})
+                    self.store.prune_digests(orphaned)
         emit({"status": "success"})
 
-    def _pull_layer(self, layer: Layer, emit: Emit) -> None:
+    def _pull_layer(self, layer: Layer, emit: Emit, hold: BlobHold) -> None:
         """Make one blob present and verified."""
         status = f"pulling {short_hex(layer.digest)}"
+        hold.add(layer.digest)
         with _blob_lock(layer.digest), blob_download_lock(self.store.root, layer.digest):
             self._check()
             if self.store.has_blob(layer.digest):
