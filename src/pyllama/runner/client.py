@@ -135,6 +135,7 @@ class RunnerClient:
         self._closed = asyncio.Event()
         self._closing = False
         self.exit_message = ""
+        self.stop_reason = "the model runner was stopped"  # what requests in flight hear on close()
         self.info: Ready | None = None
 
     # ---- start ------------------------------------------------------------------------
@@ -306,11 +307,14 @@ class RunnerClient:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.process.wait(), 5)
             await self._drain_stderr()
+        # Decided after the wait: a shutdown signal that reached the runner too
+        # (Ctrl+C, a process group's SIGTERM) is a stop, not a crash.
+        if not self._closing:
             self.exit_message = ("model runner has unexpectedly stopped "
                                  f"({describe_exit(self.process.returncode)})" + self._stderr_reason())
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
-            self.exit_message = "the model runner was stopped"
+            self.exit_message = self.stop_reason
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             if not stream.accepted.done():
