@@ -144,7 +144,7 @@ def test_list_prefix_and_rm_many(served: CLI, smol: str) -> None:
     assert sorted(r.split()[0] for r in rows) == ["prefix-one:latest", "prefix-two:latest"]
     out = served("rm", "prefix-one", "prefix-two")
     assert out.stdout.splitlines() == ["deleted 'prefix-one'", "deleted 'prefix-two'"]
-    assert served("list", "prefix").stdout.strip().splitlines() == ["NAME    ID    SIZE    MODIFIED"]
+    assert served("list", "prefix").stdout.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
 
 
 def _screen(text: str) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import sys
 import time
+from pathlib import Path
 
-from cliutil import CLI
+from cliutil import CLI, Terminal, clean_env
 
 
 def test_one_shot_and_piped(served: CLI, smol: str) -> None:
@@ -44,6 +47,7 @@ def test_ps_and_stop(served: CLI, smol: str) -> None:
     assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
     row = next(r for r in rows if r.startswith(smol))
     assert "100% CPU" in row and "from now" in row
+    assert served("ps", "zzz").stdout.split() == header.split()  # a prefix keeps only matching names
     assert served("stop", smol).returncode == 0
     deadline = time.monotonic() + 60
     while smol in served("ps").stdout and time.monotonic() < deadline:
@@ -130,6 +134,10 @@ def test_repl_other_commands(served: CLI, smol: str) -> None:
     assert "Couldn't find model 'nope'" in term.read_until(">>> ")
     term.send("/save bad name!\r")
     assert "Usage:" in term.read_until(">>> ")
+    term.send("/save bad!name\r")
+    assert "error: The model name 'bad!name' is invalid" in term.read_until(">>> ")
+    term.send(f"/load {smol}\r")
+    assert f"Loading model '{smol}'" in term.read_until(">>> ")
     term.send("/exit\r")
     assert term.close() == 0
 
@@ -143,3 +151,45 @@ def test_repl_flags_anywhere(served: CLI, smol: str) -> None:
         assert "eval rate:" in term.read_until(">>> "), args
         term.send("/bye\r")
         assert term.close() == 0
+
+
+def test_repl_ctrl_c(served: CLI, smol: str) -> None:
+    """Ctrl+C stops an answer and the session goes on; at the prompt it says how to leave."""
+    term = served.terminal("run", smol)
+    term.read_until(">>> ")
+    term.send("Explain in detail why the sky is blue.\r")
+    term.read_until(" ")  # the answer has started
+    term.proc.send_signal(signal.SIGINT)
+    term.read_until(">>> ")
+    term.proc.send_signal(signal.SIGINT)
+    assert "Use Ctrl + d or /bye to exit." in term.read_until(">>> ")
+    term.send("/bye\r")
+    assert term.close() == 0
+
+
+def test_repl_history(served: CLI, smol: str, tmp_path: Path) -> None:
+    """Lines go to ~/.pyllama/history unless OLLAMA_NOHISTORY or /set nohistory says no."""
+    for case, env, first in (("kept", {}, "/set verbose"), ("env", {"OLLAMA_NOHISTORY": "1"}, "/set verbose"),
+                             ("command", {}, "/set nohistory")):
+        home = tmp_path / case
+        term = Terminal([sys.executable, "-m", "pyllama", "run", smol],
+                        clean_env(PYLLAMA_HOST=served.host, HOME=str(home), TERM="dumb", **env))
+        term.read_until(">>> ")
+        term.send(first + "\r")
+        term.read_until(">>> ")
+        term.send("/bye\r")
+        assert term.close() == 0
+        assert (home / ".pyllama" / "history").exists() == (case == "kept"), case
+
+
+def test_repl_shows_the_models_messages(served: CLI, model_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "Modelfile").write_text(f"FROM {model_path}\nPARAMETER num_predict 8\n"
+                                        "MESSAGE user Remember the number 42.\nMESSAGE assistant I will remember 42.\n")
+    assert served("create", "with-history", "-f", str(tmp_path / "Modelfile")).returncode == 0
+    term = served.terminal("run", "with-history")
+    shown = term.read_until("I will remember 42.")
+    assert ">>> Remember the number 42." in shown
+    term.read_until(">>> ")
+    term.send("/bye\r")
+    assert term.close() == 0
+    served("rm", "with-history")

@@ -103,7 +103,7 @@ def parse(flags: Sequence[Flag], tokens: Sequence[str]) -> argparse.Namespace:
     """
     by_long = {f.name: f for f in flags}
     by_short = {f.short: f for f in flags if f.short}
-    values: dict[str, Any] = {f.dest: f.default for f in flags}
+    values: dict[str, Any] = {f.dest: False if f.kind == "bool" and f.default is None else f.default for f in flags}
     changed: set[str] = set()
     positionals: list[str] = []
 

@@ -315,12 +315,16 @@ class RunnerClient:
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
             self.exit_message = self.stop_reason
+        self._fail_all(self.exit_message)
+        self._closed.set()
+
+    def _fail_all(self, message: str) -> None:
+        """End every request in flight with ``message``."""
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             if not stream.accepted.done():
-                stream.accepted.set_exception(RunnerDiedError(self.exit_message))
-            stream.put(Failure(self.exit_message, kind="runner"))
-        self._closed.set()
+                stream.accepted.set_exception(RunnerDiedError(message))
+            stream.put(Failure(message, kind="runner"))
 
     # ---- stop -------------------------------------------------------------------------------
 
@@ -332,6 +336,7 @@ class RunnerClient:
         """Ask the runner to shut down; kill it if it does not within ``timeout``."""
         if self.process.returncode is None and not self._closing:
             self._closing = True
+            self._fail_all(self.stop_reason)  # before the runner's own "engine was closed"
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 self._send(Shutdown())
             try:
