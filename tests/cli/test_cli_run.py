@@ -158,6 +158,7 @@ def test_repl_ctrl_c(served: CLI, smol: str) -> None:
     term = served.terminal("run", smol)
     term.read_until(">>> ")
     term.send("Explain in detail why the sky is blue.\r")
+    term.read_until("blue.")  # the echo of the line
     term.read_until(" ")  # the answer has started
     term.proc.send_signal(signal.SIGINT)
     term.read_until(">>> ")

@@ -68,7 +68,8 @@ def test_repl_hears_the_server_shut_down(own_server: tuple[CLI, subprocess.Popen
     term = cli.terminal("run", "counter")
     term.read_until(">>> ")
     term.send(COUNT + "\r")
-    term.read_until("1")
+    term.read_until("commas.")  # the echo of the line
+    term.read_until("1")  # the answer has started
     os.killpg(server.pid, signal.SIGTERM)
     text = term.read_all()
     assert term.close() == 1, text
