@@ -225,6 +225,7 @@ class Scheduler:
         """Unload everything (requests in flight end with a runner Failure)."""
         self._closed = True
         for runner in list(self._runners.values()):
+            runner.client.stop_reason = "the server shut down"
             await self._unload(runner)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
