@@ -16,9 +16,9 @@ from litestar.datastructures import State
 from pyllama.config import Config
 from pyllama.scheduler import Scheduler
 from pyllama.server.anthropic import anthropic_router
-from pyllama.server.errors import EXCEPTION_HANDLERS
+from pyllama.server.errors import OLLAMA_HANDLERS
 from pyllama.server.guard import RequestGuard
-from pyllama.server.models import models_router
+from pyllama.server.manage import models_router
 from pyllama.server.ollama import inference_router
 from pyllama.server.openai import openai_router
 from pyllama.server.openapi import openapi_json
@@ -83,7 +83,7 @@ def create_app(config: Config | None = None) -> Litestar:
                         responses_router, openapi_json],
         openapi_config=None,  # ours (server/openapi.py) describes the bodies the handlers decode
         state=state,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=None,

@@ -19,14 +19,31 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 
-from pyllama.server import schemas, schemas_anthropic, schemas_inference, schemas_openai, schemas_responses
+from pyllama.server import schemas_anthropic, schemas_inference, schemas_manage, schemas_openai, schemas_responses
 from pyllama.server.bodies import MAX_BODY_BYTES, MAX_DEPTH
-from pyllama.server.openai_errors import OpenAIErrorResponse
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 OPENAPI_PATH = "/schema/openapi.json"
 REF = "#/components/schemas/{name}"
+
+
+# Shapes the handlers write without a Struct of their own, described here for the document.
+
+
+class ErrorResponse(msgspec.Struct):
+    """The Ollama error envelope."""
+
+    error: str
+
+
+class ProgressResponse(msgspec.Struct, omit_defaults=True):
+    """One line of a create/pull/push progress stream (or the whole answer with "stream": false)."""
+
+    status: str
+    digest: str = ""
+    total: int = 0
+    completed: int = 0
 
 
 class Version(msgspec.Struct):
@@ -49,7 +66,7 @@ class RunningModel(msgspec.Struct):
     model: str
     size: int
     digest: str
-    details: schemas.ModelDetails
+    details: schemas_manage.ModelDetails
     expires_at: str
     size_vram: int
     context_length: int
@@ -65,7 +82,7 @@ class ShowResponse(msgspec.Struct):
     modelfile: str = ""
     parameters: str = ""
     template: str = ""
-    details: schemas.ModelDetails | None = None
+    details: schemas_manage.ModelDetails | None = None
     model_info: dict[str, Any] | None = None
     capabilities: list[str] | None = None
 
@@ -78,8 +95,8 @@ class Family:
     error: type
 
 
-OLLAMA = Family("ollama", schemas.ErrorResponse)
-OPENAI = Family("openai", OpenAIErrorResponse)
+OLLAMA = Family("ollama", ErrorResponse)
+OPENAI = Family("openai", schemas_openai.OpenAIErrorResponse)
 ANTHROPIC = Family("anthropic", schemas_anthropic.ErrorResponse)
 
 
@@ -108,20 +125,21 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("head", "/api/version", "The Ollama API version served", errors=()),
     Operation("get", "/api/status", "Cloud status (always disabled)", response=Status, errors=()),
     Operation("post", "/api/create", "Create a model from blobs, a base model or a Modelfile's fields",
-              body=schemas.CreateRequest, response=schemas.ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
+              body=schemas_manage.CreateRequest, response=ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
     Operation("head", "/api/blobs/{digest}", "Whether a blob exists", params=("digest",), errors=(400, 404)),
     Operation("post", "/api/blobs/{digest}", "Upload a blob (the body is the file; its sha256 must match)",
               body=bytes, status=201, params=("digest",), errors=(400, 500)),
-    Operation("get", "/api/tags", "List stored models", response=schemas.ListResponse, errors=(500,)),
+    Operation("get", "/api/tags", "List stored models", response=schemas_manage.ListResponse, errors=(500,)),
     Operation("head", "/api/tags", "List stored models", errors=(500,)),
-    Operation("post", "/api/show", "A model's details", body=schemas.ModelRequest, response=ShowResponse,
+    Operation("post", "/api/show", "A model's details", body=schemas_manage.ModelRequest, response=ShowResponse,
               errors=BODY_ERRORS),
-    Operation("post", "/api/copy", "Copy a model under a new name", body=schemas.CopyRequest, errors=BODY_ERRORS),
-    Operation("delete", "/api/delete", "Delete a model", body=schemas.ModelRequest, errors=BODY_ERRORS),
-    Operation("post", "/api/pull", "Pull a model from a registry", body=schemas.ModelRequest,
-              response=schemas.ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
-    Operation("post", "/api/push", "Push a model to a registry", body=schemas.ModelRequest,
-              response=schemas.ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
+    Operation("post", "/api/copy", "Copy a model under a new name", body=schemas_manage.CopyRequest,
+              errors=BODY_ERRORS),
+    Operation("delete", "/api/delete", "Delete a model", body=schemas_manage.ModelRequest, errors=BODY_ERRORS),
+    Operation("post", "/api/pull", "Pull a model from a registry", body=schemas_manage.ModelRequest,
+              response=ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
+    Operation("post", "/api/push", "Push a model to a registry", body=schemas_manage.ModelRequest,
+              response=ProgressResponse, stream=NDJSON, errors=BODY_ERRORS),
     Operation("post", "/api/generate", "Generate a completion", body=schemas_inference.GenerateRequest,
               response=schemas_inference.GenerateResponse, stream=NDJSON, errors=INFERENCE_ERRORS),
     Operation("post", "/api/chat", "Generate the next chat message", body=schemas_inference.ChatRequest,
