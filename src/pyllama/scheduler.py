@@ -11,8 +11,8 @@ The HTTP layer calls, from its asyncio loop:
 
 Ollama's rules, in order of a request's life: more than ``max_queue``
 requests waiting (for a load or a slot) -> ServerBusyError (503). A loaded
-runner with the same runner options (num_ctx, num_batch, num_thread,
-num_gpu) is reused; different options reload it once it is idle. Loading
+runner with the same weights, LoRA adapters and runner options (num_ctx,
+num_batch, num_thread, num_gpu) is reused; different options reload it once it is idle. Loading
 first makes room: at ``max_loaded_models``, or when the memory estimate
 does not fit what is free, idle runners are unloaded least recently used
 first; busy ones are waited for, never killed; if nothing is left to unload
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -52,6 +53,7 @@ from pyllama.runner import (
     estimate_memory,
 )
 from pyllama.runner.memory import gpu_devices, type_bytes
+from pyllama.store.adapters import adapter_entries
 from pyllama.store.errors import NotFound
 from pyllama.store.layout import Store
 from pyllama.store.model import LocalModel, find_model
@@ -105,13 +107,15 @@ class SchedulerClosedError(SchedulerError):
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as the store resolved it: what /api/ps shows and what to load."""
+    """A model as the store resolved it: what /api/ps shows and what to load
+    (the weights and every LoRA adapter, applied in this order)."""
 
     name: str
     path: Path
     digest: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
     model: str = ""
+    adapters: tuple[Path, ...] = ()
 
     @property
     def display_model(self) -> str:
@@ -124,10 +128,11 @@ class ModelRef:
         if local.model_path is None or not local.model_path.is_file():
             raise NotFound(f'model "{name}" not found, try pulling it first')
         return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
-                   details=model_details(local, local.gguf()), model=name)
+                   details=model_details(local, local.gguf()), model=name, adapters=tuple(local.adapter_paths))
 
     @classmethod
-    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "") -> ModelRef:
+    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "",
+                  adapters: tuple[Path, ...] = ()) -> ModelRef:
         """A GGUF file outside any store (tests, benchmarks, embedding Python code)."""
         path = Path(path)
         details: dict[str, Any] = {"format": "gguf"}
@@ -135,7 +140,13 @@ class ModelRef:
             info = read_gguf(path)
             details.update(family=info.architecture, families=[info.architecture],
                            quantization_level=info.file_type)
-        return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem)
+        return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem,
+                   adapters=adapters)
+
+    @property
+    def weights(self) -> tuple[str, tuple[str, ...]]:
+        """What a runner loads: two refs with equal weights can share one."""
+        return str(self.path), tuple(str(a) for a in self.adapters)
 
 
 def resolve_model(store: Store, raw: str) -> ModelRef:
@@ -176,12 +187,14 @@ class RunnerOptions:
 
 # ---- loaded runners -------------------------------------------------------------------------
 
+_Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+
 
 @dataclass(eq=False)
 class _Runner:
     """One loaded model: its process, accounting and keep-alive state."""
 
-    key: tuple[str, bool]
+    key: _Key
     ref: ModelRef
     options: RunnerOptions  # num_ctx resolved (never 0)
     client: RunnerClient
@@ -217,12 +230,17 @@ class LoadedModel:
     expires_at: float
     context_length: int
     pid: int
+    adapters: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model."""
-        return {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
-                "details": dict(self.details), "expires_at": format_time(self.expires_at),
-                "size_vram": self.size_vram, "context_length": self.context_length}
+        """The JSON object /api/ps returns for this model (``adapters`` is
+        pyllama's, present when the model has LoRA adapters)."""
+        out = {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
+               "details": dict(self.details), "expires_at": format_time(self.expires_at),
+               "size_vram": self.size_vram, "context_length": self.context_length}
+        if self.adapters:
+            out["adapters"] = adapter_entries(self.adapters)
+        return out
 
 
 # ---- the scheduler --------------------------------------------------------------------------
@@ -251,7 +269,7 @@ class Scheduler:
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
         self._memory_available = memory_available
         self._vram_available = vram_available
-        self._runners: dict[tuple[str, bool], _Runner] = {}
+        self._runners: dict[_Key, _Runner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._load_lock = asyncio.Lock()
@@ -274,6 +292,8 @@ class Scheduler:
                     options: Mapping[str, Any] | RunnerOptions | None = None,
                     keep_alive: object = None) -> Embeddings:
         """Embed a batch of inputs; a runner failure raises EngineError."""
+        if isinstance(options, Mapping) and options.get("lora"):
+            raise InvalidRequestError("the lora option applies to generation; embeddings use the model's adapters as stored")
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=True)
         result: Embeddings | None = None
         async for event in self._events(runner, stream, waited):
@@ -295,11 +315,11 @@ class Scheduler:
     async def unload(self, ref: ModelRef | str) -> bool:
         """Unload a model now, or when its running requests end. Returns
         whether it was loaded."""
-        path = str(ref.path) if isinstance(ref, ModelRef) else None
+        weights = ref.weights if isinstance(ref, ModelRef) else None
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[0] == path or runner.ref.name == name:
+            if runner.key[:2] == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -315,7 +335,7 @@ class Scheduler:
                 name=runner.ref.name, model=runner.ref.display_model, size=runner.estimate.total,
                 size_vram=runner.size_vram, digest=runner.ref.digest, details=runner.ref.details,
                 expires_at=runner.expires_at, context_length=info.n_ctx if info else runner.options.num_ctx,
-                pid=runner.client.pid))
+                pid=runner.client.pid, adapters=runner.ref.adapters))
         return sorted(out, key=lambda m: m.expires_at, reverse=True)
 
     @property
@@ -416,7 +436,7 @@ class Scheduler:
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
-        key = (str(ref.path), embeddings)
+        key = (*ref.weights, embeddings)
         while True:
             runner = self._runners.get(key)
             if runner is not None and runner.client.alive and runner.options == wanted:
@@ -446,10 +466,15 @@ class Scheduler:
     def _estimate(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> MemoryEstimate:
         n_ctx = options.num_ctx * (1 if embeddings else self.num_parallel)
         try:
-            return estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
-                                   type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
+            estimate = estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
+                                       type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
         except (GGUFError, OSError) as exc:
             raise ModelLoadError(f"unable to load model: {ref.path}: {exc}") from None
+        try:
+            adapters = sum(path.stat().st_size for path in ref.adapters)
+        except OSError as exc:
+            raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
+        return dataclasses.replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
 
     def _fits(self, estimate: MemoryEstimate) -> tuple[bool, bool]:
         """(fits, on_gpu): all on the GPU when it fits in free VRAM, else in RAM."""
@@ -457,7 +482,7 @@ class Scheduler:
             return True, True
         return estimate.total <= int(self._memory_available()), False
 
-    async def _make_room(self, key: tuple[str, bool], estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
+    async def _make_room(self, key: _Key, estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
         """Unload idle runners (LRU first) until the model fits and the count
         allows it. Returns (event to wait on, None when ready; on_gpu)."""
         while True:
@@ -481,14 +506,15 @@ class Scheduler:
                     f"model requires more system memory ({need:.1f} GiB) than is available ({have:.1f} GiB)")
             return self._wake, on_gpu  # every loaded model is busy: wait for one to finish
 
-    async def _start(self, key: tuple[str, bool], ref: ModelRef, options: RunnerOptions,
+    async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[1] else self.num_parallel
+        n_parallel = 1 if key[2] else self.num_parallel
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[1],
+                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
-                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
+                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
+                        lora=list(key[1]))
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

@@ -62,6 +62,28 @@ def _logit_bias(value: Any) -> dict[int, float]:
     return out
 
 
+def _lora(value: Any) -> dict[int, float]:
+    """llama-server's request shape: ``[{"id": 0, "scale": 0.5}, ...]``."""
+    if not isinstance(value, (list, tuple)):
+        raise _type_error("lora", "list")
+    out: dict[int, float] = {}
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) != {"id", "scale"}:
+            raise InvalidRequestError('each "lora" entry must be an object {"id": integer, "scale": number}')
+        out[int(_number("lora id", item["id"], "int"))] = float(_number("lora scale", item["scale"], "float"))
+    return out
+
+
+def lora_scales(requested: Mapping[int, float], n_adapters: int) -> tuple[float, ...]:
+    """Every adapter's scale for a request: 1.0 unless the request names it."""
+    scales = [1.0] * n_adapters
+    for index, scale in requested.items():
+        if not 0 <= index < n_adapters:
+            raise InvalidRequestError(f"invalid LoRA adapter id {index}: the model has {n_adapters} adapter(s)")
+        scales[index] = scale
+    return tuple(scales)
+
+
 def options_from_mapping(options: Mapping[str, Any] | None, base: SamplingOptions | None = None) -> SamplingOptions:
     """Overlay an Ollama ``options`` object on ``base`` (Ollama defaults when
     omitted). Unknown keys are ignored, as Ollama does (runner options such
@@ -82,6 +104,8 @@ def options_from_mapping(options: Mapping[str, Any] | None, base: SamplingOption
             values[key] = value
         elif key == "logit_bias":
             values[key] = _logit_bias(value)
+        elif key == "lora":
+            values[key] = _lora(value)
         else:
             log.debug("ignoring option %r", key)
     opts = msgspec.structs.replace(base or SamplingOptions(), **values)
@@ -116,6 +140,7 @@ def validate_options(opts: SamplingOptions, n_vocab: int | None = None) -> None:
     # as llama-server: a lazy grammar without triggers would never apply
     _check(not (opts.grammar and opts.grammar_lazy) or bool(opts.grammar_triggers),
            "a lazy grammar needs at least one trigger")
+    _check(all(math.isfinite(s) for s in opts.lora.values()), "LoRA scales must be finite numbers")
     if n_vocab is not None:
         for tok, bias in opts.logit_bias.items():
             _check(0 <= tok < n_vocab, f"logit_bias token {tok} is not in the vocabulary (0..{n_vocab - 1})")

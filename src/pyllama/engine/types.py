@@ -28,6 +28,8 @@ class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fa
     ``grammar_lazy``/``grammar_triggers``/``preserved_tokens`` carry
     llama.cpp's tool-call grammar settings (from the chat template): a lazy
     grammar constrains nothing until a trigger appears in the output.
+    ``lora`` sets the scale of the engine's LoRA adapters for this request
+    (pyllama's option, in llama-server's shape).
     """
 
     num_predict: int = -1
@@ -51,6 +53,7 @@ class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fa
     grammar_lazy: bool = False
     grammar_triggers: list[GrammarTrigger] = []
     preserved_tokens: list[str] = []
+    lora: dict[int, float] = {}  # adapter id -> scale; adapters not named keep 1.0
 
 
 class GenerateRequest(msgspec.Struct, tag="generate", array_like=True, omit_defaults=True, gc=False):

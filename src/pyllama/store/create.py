@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyllama.store.adapters import AdapterMismatch, check_adapter
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
@@ -231,6 +232,19 @@ def _quantize(store: Store, layer: Layer, info: GGUFInfo, quant: str, emit: Emit
     return new_layer, new_info
 
 
+def _check_adapters(store: Store, weights: list[Layer], model_info: GGUFInfo, base_label: str,
+                    names: dict[str, str]) -> None:
+    """Every adapter the new model will carry must fit its weights (new or inherited)."""
+    for layer in weights:
+        if layer.media_type != MEDIA_ADAPTER:
+            continue
+        name = names.get(layer.digest, layer.digest)
+        try:
+            check_adapter(_gguf_for(store, layer.digest, name), model_info)
+        except AdapterMismatch as exc:
+            raise InvalidRequest(f'adapter "{name}" does not fit the base model "{base_label}": {exc}') from None
+
+
 def create_model(
     store: Store,
     spec: CreateSpec,
@@ -247,6 +261,7 @@ def create_model(
     params: dict[str, Any] = {}
     messages: list[dict[str, Any]] = []
     model_info: GGUFInfo | None = None
+    base_label = spec.from_
     files = dict(spec.files)
 
     if spec.from_ and DIGEST_RE.match(spec.from_):
@@ -282,7 +297,7 @@ def create_model(
                 if any(layer.media_type == MEDIA_MODEL for layer in new_weights):
                     raise InvalidRequest("more than one model file given; only one GGUF model is supported")
                 new_weights.append(Layer(MEDIA_MODEL, digest, size))
-                model_info = info
+                model_info, base_label = info, filename
         has_model = any(layer.media_type == MEDIA_MODEL for layer in new_weights)
         if not has_model and not any(layer.media_type == MEDIA_MODEL for layer in weights):
             raise InvalidRequest("no model weights found in 'files'")
@@ -305,6 +320,10 @@ def create_model(
         for filename, digest in spec.draft_files.items():
             _gguf_for(store, digest, filename)
             weights.append(Layer(MEDIA_DRAFT, digest, store.blob_path(digest).stat().st_size))
+
+    if model_info is not None:
+        names = {digest: filename for filename, digest in (*files.items(), *spec.adapters.items())}
+        _check_adapters(store, weights, model_info, base_label, names)
 
     if spec.quantize:
         index = next((i for i, layer in enumerate(weights) if layer.media_type == MEDIA_MODEL), None)

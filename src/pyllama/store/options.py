@@ -17,7 +17,7 @@ from pyllama.store.errors import InvalidRequest, StoreError
 
 log = logging.getLogger(__name__)
 
-OptionType = Literal["int", "float", "bool", "string", "list"]
+OptionType = Literal["int", "float", "bool", "string", "list", "objects"]
 
 # How Ollama names each type in ``option "<k>" must be of type ...``.
 TYPE_WORDS: dict[OptionType, str] = {
@@ -26,6 +26,7 @@ TYPE_WORDS: dict[OptionType, str] = {
     "bool": "boolean",
     "string": "string",
     "list": "array",
+    "objects": "array",
 }
 
 
@@ -35,6 +36,7 @@ class OptionSpec:
     type: OptionType
     default: Any
     runner: bool = False  # a different value forces a model reload
+    request_only: bool = False  # not a Modelfile PARAMETER / stored parameter
 
 
 OPTIONS: dict[str, OptionSpec] = {
@@ -62,6 +64,8 @@ OPTIONS: dict[str, OptionSpec] = {
         OptionSpec("presence_penalty", "float", 0.0),
         OptionSpec("frequency_penalty", "float", 0.0),
         OptionSpec("stop", "list", ()),
+        # pyllama's: per-request LoRA scales, [{"id": 0, "scale": 0.5}] (llama-server's shape).
+        OptionSpec("lora", "objects", None, request_only=True),
     )
 }
 
@@ -134,7 +138,8 @@ def coerce_json_option(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise OptionTypeError(option_type_message(name, spec))
         return value
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    item_type = dict if spec.type == "objects" else str
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, item_type) for v in value):
         raise OptionTypeError(option_type_message(name, spec))
     return list(value)
 
@@ -170,6 +175,8 @@ def validate_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
             continue
         if name not in OPTIONS:
             raise InvalidRequest(f"unknown parameter '{name}'")
+        if OPTIONS[name].request_only:
+            raise InvalidRequest(f"parameter '{name}' can only be set in a request's options")
         if OPTIONS[name].type == "list" and isinstance(value, str):
             value = [value]
         try:
@@ -188,6 +195,8 @@ def parse_parameter_text(name: str, text: str) -> Any:
     spec = OPTIONS.get(name)
     if spec is None:
         raise ValueError(f"unknown parameter '{name}'")
+    if spec.request_only:
+        raise ValueError(f"parameter '{name}' can only be set in a request's options")
     if spec.type == "int":
         try:
             return int(text, 10)

@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from pyllama.store.adapters import adapter_entries
 from pyllama.store.gguf_meta import ElidedArray, GGUFInfo, human_number
 from pyllama.store.model import LocalModel
 from pyllama.store.modelfile import Command, Modelfile
@@ -220,6 +221,8 @@ def show_response(model: LocalModel, verbose: bool = False) -> dict[str, Any]:
     if model.messages:
         out["messages"] = model.messages
     out["model_info"] = model_info(info, verbose)
+    if model.adapter_paths:
+        out["adapters"] = adapter_entries(model.adapter_paths)
     if model.projector_paths:
         from pyllama.store.gguf_meta import GGUFError, read_gguf
 
