@@ -41,7 +41,8 @@ def base(module_models_dir: Path, model_path: Path, lora_path: Path) -> Iterator
 
 
 def _generate(base: str, model: str, prompt: str, **options: Any) -> dict[str, Any]:
-    body = {"model": model, "prompt": prompt, "raw": True, "stream": False,
+    # The prompt as it is (a bare template, not raw: raw answers carry no ``context``).
+    body = {"model": model, "prompt": prompt, "template": "{{ .Prompt }}", "stream": False,
             "options": {"temperature": 0, "num_predict": 16, **options}}
     resp = post(base, "/api/generate", body)
     assert resp.status_code == 200, resp.text
