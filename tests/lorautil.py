@@ -61,7 +61,7 @@ def lora_for_tiny(path: Path, tmp: Path) -> Path:
     """An adapter that fits ``tests/ggufutil.write_tiny_llama``'s model, not SmolLM2."""
     from fixtures.make_tiny_models import write_lora
 
-    return write_lora(path, tmp)
+    return write_lora(tmp, path)
 
 
 def assert_same_run(solo: Sequence[Chunk], mixed: Sequence[int]) -> None:

@@ -36,7 +36,7 @@ def engine3(lora_model: _native.Model, adapter: _native.LoraAdapter) -> Iterator
 
 
 def _request(scale: float | None, prompt: str = PROMPT, n: int = N) -> GenerateRequest:
-    lora = {} if scale is None else {0: scale}
+    lora = [] if scale is None else [{"id": 0, "scale": scale}]
     return GenerateRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=n, lora=lora),
                            top_logprobs=2)
 
@@ -94,10 +94,10 @@ def test_cached_prefix_is_not_shared_across_scales(lora_model: _native.Model, ad
 
 
 @pytest.mark.parametrize(("lora", "message"), [
-    ({1: 1.0}, "invalid LoRA adapter id 1: the model has 1 adapter(s)"),
-    ({0: float("nan")}, "LoRA scales must be finite"),
+    ([{"id": 1, "scale": 1.0}], "invalid LoRA adapter id 1: the model has 1 adapter(s)"),
+    ([{"id": 0, "scale": float("nan")}], "LoRA scales must be finite"),
 ])
-def test_bad_lora_options(engine3: Engine, lora: dict[int, float], message: str) -> None:
+def test_bad_lora_options(engine3: Engine, lora: list[dict[str, float]], message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
         engine3.submit(GenerateRequest(prompt="x", options=SamplingOptions(lora=lora)))
 

@@ -12,7 +12,8 @@ import pytest
 
 from ggufutil import write_tiny_llama
 from lorautil import PROMPT, lora_for_tiny
-from pyllama.scheduler import ModelLoadError, ModelRef
+from pyllama.model_ref import ModelRef
+from pyllama.scheduler import ModelLoadError
 
 from schedutil import complete, drain, request, scheduler
 
@@ -33,7 +34,7 @@ def test_adapter_model_gets_its_own_runner(smollm2: ModelRef, lora_path: Path) -
             assert loaded["tuned:latest"].as_dict()["adapters"] == [{"id": 0, "digest": lora_path.name}]
             assert loaded["tuned:latest"].size > loaded["smollm2:latest"].size  # the adapter's bytes count
             # Per request, scale 0 is the base model, without a reload.
-            zero, _ = await drain(await sched.generate(tuned, request(PROMPT, 12, lora={0: 0.0})))
+            zero, _ = await drain(await sched.generate(tuned, request(PROMPT, 12, lora=[{"id": 0, "scale": 0.0}])))
             assert zero == base_tokens
             assert {m.pid for m in sched.ps()} == {m.pid for m in loaded.values()}
             assert await sched.unload(smollm2)
