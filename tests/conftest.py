@@ -92,3 +92,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("docker-registry (the CNCF distribution registry) is not installed; apt-get install docker-registry")
     with start_registry(tmp_path_factory.mktemp("registry")) as host:
         yield host
+
+
+@pytest.fixture(scope="session")
+def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A LoRA adapter for SmolLM2 that visibly changes its greedy output
+    (``tests/fixtures/make_tiny_models.py lora``)."""
+    from fixtures.make_tiny_models import write_lora
+
+    return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)

@@ -15,6 +15,7 @@ import ollama
 import pytest
 
 from ggufutil import write_tiny_llama
+from lorautil import lora_for_tiny
 from pyllama.store.layout import Store
 from pyllama.store.modelfile import sha256_file
 from pyllama.store.names import parse_name
@@ -490,7 +491,7 @@ def test_adapter_gguf_in_files_becomes_an_adapter_layer(server: str, models_dir:
     client = ollama.Client(host=server)
     base = client.create_blob(write_tiny_llama(tmp_path / "base.gguf", seed=11))
     client.create("base", files={"model.gguf": base})
-    lora = client.create_blob(write_tiny_llama(tmp_path / "lora.gguf", extra_kv={"general.type": "adapter"}, seed=12))
+    lora = client.create_blob(lora_for_tiny(tmp_path / "base.gguf", tmp_path / "lora.gguf"))
     client.create("tuned", from_="base", files={"lora.gguf": lora})
     modelfile = client.show("tuned").modelfile or ""
     blobs = models_dir / "blobs"

@@ -7,7 +7,16 @@ import pytest
 
 from pyllama.engine import InvalidRequestError, SamplingOptions, options_from_mapping
 from pyllama.model_ref import ModelRef, RunnerOptions
-from pyllama.options import OPTIONS, OptionError, merge_options, parse_parameter_text, resolve_num_ctx, validate_options
+from pyllama.options import (
+    OPTIONS,
+    OptionError,
+    OptionTypeError,
+    check_parameter,
+    merge_options,
+    parse_parameter_text,
+    resolve_num_ctx,
+    validate_options,
+)
 from pyllama.store.modelfile import parse_modelfile, to_create_request
 
 SAMPLE_TEXT = {"int": "1", "float": "0.5", "bool": "true", "string": "x", "list": "END"}
@@ -24,7 +33,7 @@ def test_structs_have_one_field_per_entry() -> None:
                for n, o in OPTIONS.items() if o.applies == "sampling")
 
 
-@pytest.mark.parametrize("name", [n for n, o in OPTIONS.items() if o.public])
+@pytest.mark.parametrize("name", [n for n, o in OPTIONS.items() if o.public and not o.request_only])
 def test_every_public_option_goes_from_parameter_to_its_struct(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     option = OPTIONS[name]
     text = SAMPLE_TEXT[option.type]
@@ -44,6 +53,23 @@ def test_engine_only_options_are_not_request_options() -> None:
     with pytest.raises(ValueError, match="unknown parameter 'grammar'"):
         parse_parameter_text("grammar", "root ::= x")
     assert options_from_mapping({"grammar": 'root ::= "a"'}).grammar == 'root ::= "a"'
+
+
+def test_request_only_structured_option() -> None:
+    """``lora`` is one entry: converted where it arrives, converted again unchanged on its
+    way into SamplingOptions, checked by its rule, and never a PARAMETER."""
+    merged = merge_options(None, {"lora": [{"id": 0, "scale": 1}, {"id": 2.0, "scale": 0.5}]})
+    assert merged == {"lora": [{"id": 0, "scale": 1.0}, {"id": 2, "scale": 0.5}]}
+    assert options_from_mapping(merged).lora == merged["lora"]
+    with pytest.raises(OptionError, match=r'each "lora" entry must be an object \{"id": integer, "scale": number\}'):
+        validate_options({"lora": [{"id": 0.5, "scale": 1}]})
+    with pytest.raises(OptionTypeError, match='option "lora" must be of type array'):
+        validate_options({"lora": {"id": 0, "scale": 1}})
+    with pytest.raises(InvalidRequestError, match="LoRA scales must be finite numbers"):
+        options_from_mapping({"lora": [{"id": 0, "scale": float("inf")}]})
+    for refuse in (lambda: parse_parameter_text("lora", "0"), lambda: check_parameter("lora", [])):
+        with pytest.raises(OptionError, match="parameter 'lora' can only be set in a request's options"):
+            refuse()
 
 
 def test_values_are_checked_by_the_table() -> None:

@@ -182,7 +182,8 @@ cdef class Context:
         llama_set_causal_attn(self.ptr, causal)
 
     def set_lora(self, adapters):
-        """Replace the active LoRA set: an iterable of (LoraAdapter, scale)."""
+        """Replace the active LoRA set: an iterable of (LoraAdapter, scale).
+        A scale of 0 leaves that adapter out."""
         pairs = list(adapters)
         cdef int n = len(pairs)
         cdef llama_adapter_lora ** ptrs = <llama_adapter_lora **>malloc(max(n, 1) * sizeof(void *))
@@ -200,6 +201,8 @@ cdef class Context:
                     raise ValueError("adapter belongs to another model")
                 ptrs[i] = a.ptr
                 scales[i] = float(pairs[i][1])
+                if not isfinite(scales[i]):
+                    raise ValueError(f"LoRA scale must be finite, got {pairs[i][1]!r}")
             rc = llama_set_adapters_lora(self.ptr, ptrs, n, scales)
             if rc != 0:
                 raise LlamaError(f"setting LoRA adapters failed ({rc})")

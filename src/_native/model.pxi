@@ -356,7 +356,8 @@ cdef class Model:
     # ---- adapters ------------------------------------------------------------
 
     def load_lora(self, path):
-        """Load a LoRA adapter (GGUF) for this model."""
+        """Load a LoRA adapter (GGUF) for this model. llama.cpp logs why one
+        does not fit (other architecture, missing tensor, shape)."""
         path = _os.fspath(path)
         if not _os.path.isfile(path):
             raise FileNotFoundError(f"adapter file not found: {path}")
@@ -366,7 +367,7 @@ cdef class Model:
         with nogil:
             ptr = llama_adapter_lora_init(self.ptr, cpath)
         if ptr == NULL:
-            raise ModelLoadError(f"failed to load LoRA adapter from {path}")
+            raise ModelLoadError(f"failed to load LoRA adapter {path} for model {self.path}")
         cdef LoraAdapter adapter = LoraAdapter.__new__(LoraAdapter)
         adapter.ptr = ptr
         adapter.model = self

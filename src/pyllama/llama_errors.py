@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_MARKER = "error loading model:"
+_MARKERS = ("error loading model:", "failed to apply lora adapter:")
 
 
 class LoadErrors(logging.Handler):
@@ -30,8 +30,9 @@ class LoadErrors(logging.Handler):
     def reason(self) -> str:
         """The loader's own reason when it gave one, else its first error line ("" if none)."""
         for line in self.lines:
-            if _MARKER in line:
-                return line.split(_MARKER, 1)[1].strip()
+            for marker in _MARKERS:
+                if marker in line:
+                    return line.split(marker, 1)[1].strip()
         return self.lines[0] if self.lines else ""
 
 

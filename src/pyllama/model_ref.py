@@ -16,6 +16,7 @@ import msgspec
 
 from pyllama.engine import InvalidRequestError
 from pyllama.options import OPTIONS, OptionError, check_values, coerce, resolve_num_ctx, struct_fields
+from pyllama.store.adapters import adapter_entries
 from pyllama.store.errors import NotFound
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 from pyllama.store.layout import Store
@@ -31,7 +32,8 @@ def _train_context(info: GGUFInfo | None) -> int:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as the store resolved it: what /api/ps shows and what to load.
+    """A model as the store resolved it: what /api/ps shows and what to load
+    (the weights and every LoRA adapter, applied in this order).
     ``n_ctx_train`` (0: unknown) caps the context a runner gets."""
 
     name: str
@@ -40,6 +42,7 @@ class ModelRef:
     details: Mapping[str, Any] = field(default_factory=dict)
     model: str = ""
     n_ctx_train: int = 0
+    adapters: tuple[Path, ...] = ()
 
     @property
     def display_model(self) -> str:
@@ -53,10 +56,12 @@ class ModelRef:
             raise NotFound(f'model "{name}" not found, try pulling it first')
         info = info if info is not None else local.gguf()
         return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
-                   details=model_details(local, info), model=name, n_ctx_train=_train_context(info))
+                   details=model_details(local, info), model=name, n_ctx_train=_train_context(info),
+                   adapters=tuple(local.adapter_paths))
 
     @classmethod
-    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "") -> ModelRef:
+    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "",
+                  adapters: tuple[Path, ...] = ()) -> ModelRef:
         """A GGUF file outside any store (tests, benchmarks, embedding Python code)."""
         path = Path(path)
         details: dict[str, Any] = {"format": "gguf"}
@@ -66,7 +71,12 @@ class ModelRef:
             details.update(family=info.architecture, families=[info.architecture],
                            quantization_level=info.file_type)
         return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem,
-                   n_ctx_train=_train_context(info))
+                   n_ctx_train=_train_context(info), adapters=adapters)
+
+    @property
+    def weights(self) -> tuple[str, tuple[str, ...]]:
+        """What a runner loads: two refs with equal weights can share one."""
+        return str(self.path), tuple(str(a) for a in self.adapters)
 
 
 def resolve_model(store: Store, raw: str) -> ModelRef:
@@ -114,12 +124,17 @@ class LoadedModel:
     expires_at: float
     context_length: int
     pid: int
+    adapters: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model."""
-        return {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
-                "details": dict(self.details), "expires_at": format_time(self.expires_at),
-                "size_vram": self.size_vram, "context_length": self.context_length}
+        """The JSON object /api/ps returns for this model (``adapters`` is
+        pyllama's, present when the model has LoRA adapters)."""
+        out = {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
+               "details": dict(self.details), "expires_at": format_time(self.expires_at),
+               "size_vram": self.size_vram, "context_length": self.context_length}
+        if self.adapters:
+            out["adapters"] = adapter_entries(self.adapters)
+        return out
 
 
 def one_per_model(entries: Iterable[LoadedModel]) -> list[LoadedModel]:

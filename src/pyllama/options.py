@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-OptionType = Literal["int", "float", "bool", "string", "list", "map"]
+OptionType = Literal["int", "float", "bool", "string", "list", "map", "objects"]
 # sampling: per request, a SamplingOptions field; load: fixed for a loaded runner (a different
 # value reloads it); context: the runner's context size, which also bounds prompt fitting.
 Applies = Literal["sampling", "load", "context"]
@@ -29,9 +29,11 @@ Applies = Literal["sampling", "load", "context"]
 # How Ollama names each type in ``option "<k>" must be of type ...``.
 TYPE_WORDS: dict[OptionType, str] = {
     "int": "integer", "float": "float32", "bool": "boolean", "string": "string", "list": "array", "map": "object",
+    "objects": "array",
 }
 _PY_TYPES: dict[OptionType, Any] = {
     "int": int, "float": float, "bool": bool, "string": str, "list": list[str], "map": dict[int, float],
+    "objects": list[dict[str, Any]],
 }
 DEFAULT_NUM_CTX = 4096
 MIN_NUM_CTX = 4
@@ -62,7 +64,10 @@ class Option:
     fields (``grammar``, ``logit_bias``): in-process callers set them, while
     request options and PARAMETER lines do not know them. A structured value
     (e.g. a list of objects) brings its own ``convert`` (JSON value -> typed
-    value, OptionTypeError on a mismatch) and ``py_type`` (the struct field's type).
+    value, OptionTypeError on a mismatch) and ``py_type`` (the struct field's type);
+    its output must convert to itself, as merged options are converted again
+    on their way into ``SamplingOptions``. ``request_only`` marks an option a
+    request may set but a Modelfile PARAMETER or /api/create ``parameters`` may not.
     """
 
     name: str
@@ -74,6 +79,7 @@ class Option:
     public: bool = True
     convert: Callable[[Any], Any] | None = None
     py_type: Any = None
+    request_only: bool = False
 
     @property
     def runner(self) -> bool:
@@ -95,6 +101,23 @@ def _finite(v: float) -> bool:
 
 def _unit(v: float) -> bool:
     return 0.0 <= v <= 1.0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _lora(value: Any) -> list[dict[str, Any]]:
+    """llama-server's shape, ``[{"id": 0, "scale": 0.5}, ...]``, with ints and floats."""
+    if not isinstance(value, (list, tuple)):
+        raise OptionTypeError('option "lora" must be of type array')
+    out = []
+    for item in value:
+        if not (isinstance(item, Mapping) and set(item) == {"id", "scale"} and _is_number(item["scale"])
+                and _is_number(item["id"]) and math.isfinite(item["id"]) and item["id"] == int(item["id"])):
+            raise OptionError('each "lora" entry must be an object {"id": integer, "scale": number}')
+        out.append({"id": int(item["id"]), "scale": float(item["scale"])})
+    return out
 
 
 _UNIT = "{name} must be between 0 and 1, got {value}"
@@ -133,6 +156,9 @@ OPTIONS: dict[str, Option] = {
         Option("mirostat_tau", "float", 5.0, check=lambda v: v > 0, rule=_MIROSTAT_RATE),
         Option("mirostat_eta", "float", 0.1, check=lambda v: v > 0, rule=_MIROSTAT_RATE),
         Option("stop", "list", (), check=all, rule="stop strings must not be empty"),
+        # pyllama's: the scales of the model's LoRA adapters for this request (unnamed ones keep 1.0).
+        Option("lora", "objects", (), check=lambda v: all(math.isfinite(e["scale"]) for e in v),
+               rule="LoRA scales must be finite numbers", convert=_lora, request_only=True),
         # Engine-only: the server derives them from ``format``; in-process callers may set them.
         Option("grammar", "string", "", public=False),
         Option("logit_bias", "map", {}, public=False),
@@ -150,6 +176,16 @@ def public_option(name: str) -> Option | None:
     """The table entry for a name a request or Modelfile may use."""
     option = OPTIONS.get(name)
     return option if option is not None and option.public else None
+
+
+def _parameter_option(name: str) -> Option:
+    """The table entry for a PARAMETER or stored parameter name; OptionError (a ValueError) if none."""
+    option = public_option(name)
+    if option is None:
+        raise OptionError(f"unknown parameter '{name}'")
+    if option.request_only:
+        raise OptionError(f"parameter '{name}' can only be set in a request's options")
+    return option
 
 
 def _map(option: Option, value: Any) -> dict[int, float]:
@@ -238,9 +274,7 @@ def merge_options(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
 def check_parameter(name: str, value: Any) -> Any:
     """One /api/create ``parameters`` entry, as stored: OptionError for an unknown name
     (``unknown parameter 'x'``) or a wrong type (400, as this is persisted)."""
-    option = public_option(name)
-    if option is None:
-        raise OptionError(f"unknown parameter '{name}'")
+    option = _parameter_option(name)
     if option.type == "list" and isinstance(value, str):
         value = [value]
     try:
@@ -255,9 +289,7 @@ def parse_parameter_text(name: str, text: str) -> Any:
 
     Raises ValueError with Ollama's wording (``invalid float value [x]``).
     """
-    option = public_option(name)
-    if option is None:
-        raise ValueError(f"unknown parameter '{name}'")
+    option = _parameter_option(name)
     if option.type == "int":
         try:
             return int(text, 10)

@@ -11,8 +11,9 @@ The HTTP layer calls, from its asyncio loop:
 
 Ollama's rules, in order of a request's life: more than ``max_queue``
 requests waiting (for a load or a slot) -> ServerBusyError (503). A loaded
-runner with the same runner options (``RunnerOptions``: the table's load and
-context options) is reused; different options reload it once it is idle. Loading
+runner with the same weights and LoRA adapters (``ModelRef.weights``) and
+the same runner options (``RunnerOptions``: the table's load and context
+options) is reused; different options reload it once it is idle. Loading
 first makes room: at ``max_loaded_models``, or when the memory estimate
 does not fit what is free, idle runners are unloaded least recently used
 first; busy ones are waited for, never killed; if nothing is left to unload
@@ -29,13 +30,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
 
 from pyllama.config import Config
-from pyllama.engine import EngineError
+from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
@@ -96,12 +97,14 @@ class SchedulerClosedError(SchedulerError):
 
 # ---- loaded runners -------------------------------------------------------------------------
 
+_Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+
 
 @dataclass(eq=False)
 class _Runner:
     """One loaded model: its process, accounting and keep-alive state."""
 
-    key: tuple[str, bool]
+    key: _Key
     ref: ModelRef
     options: RunnerOptions  # num_ctx resolved (never 0)
     client: RunnerClient
@@ -151,7 +154,7 @@ class Scheduler:
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
         self._memory_available = memory_available
         self._vram_available = vram_available
-        self._runners: dict[tuple[str, bool], _Runner] = {}
+        self._runners: dict[_Key, _Runner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._load_lock = asyncio.Lock()
@@ -174,6 +177,9 @@ class Scheduler:
                     options: Mapping[str, Any] | RunnerOptions | None = None,
                     keep_alive: object = None) -> Embeddings:
         """Embed a batch of inputs; a runner failure raises EngineError."""
+        if isinstance(options, Mapping) and options.get("lora"):
+            raise InvalidRequestError("the lora option applies to generation; "
+                                      "embeddings use the model's adapters as stored")
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=True)
         result: Embeddings | None = None
         async for event in self._events(runner, stream, waited):
@@ -195,11 +201,11 @@ class Scheduler:
     async def unload(self, ref: ModelRef | str) -> bool:
         """Unload a model now, or when its running requests end. Returns
         whether it was loaded."""
-        path = str(ref.path) if isinstance(ref, ModelRef) else None
+        weights = ref.weights if isinstance(ref, ModelRef) else None
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[0] == path or runner.ref.name == name:
+            if runner.key[:2] == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -211,7 +217,8 @@ class Scheduler:
         return one_per_model(LoadedModel(
             name=r.ref.name, model=r.ref.display_model, size=r.estimate.total, size_vram=r.size_vram,
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
-            context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid)
+            context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
+            adapters=r.ref.adapters)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     @property
@@ -304,7 +311,7 @@ class Scheduler:
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
-        key = (str(ref.path), embeddings)
+        key = (*ref.weights, embeddings)
         while True:
             runner = self._runners.get(key)
             if runner is not None and runner.client.alive and runner.options == wanted:
@@ -334,10 +341,15 @@ class Scheduler:
     def _estimate(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> MemoryEstimate:
         n_ctx = options.num_ctx * (1 if embeddings else self.num_parallel)
         try:
-            return estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
-                                   type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
+            estimate = estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
+                                       type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
         except (GGUFError, OSError) as exc:
             raise ModelLoadError(f"unable to load model: {ref.path}: {exc}") from None
+        try:
+            adapters = sum(path.stat().st_size for path in ref.adapters)
+        except OSError as exc:
+            raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
+        return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
 
     def _fits(self, estimate: MemoryEstimate) -> tuple[bool, bool]:
         """(fits, on_gpu): all on the GPU when it fits in free VRAM, else in RAM."""
@@ -345,7 +357,7 @@ class Scheduler:
             return True, True
         return estimate.total <= int(self._memory_available()), False
 
-    async def _make_room(self, key: tuple[str, bool], estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
+    async def _make_room(self, key: _Key, estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
         """Unload idle runners (LRU first) until the model fits and the count
         allows it. Returns (event to wait on, None when ready; on_gpu)."""
         while True:
@@ -369,14 +381,15 @@ class Scheduler:
                     f"model requires more system memory ({need:.1f} GiB) than is available ({have:.1f} GiB)")
             return self._wake, on_gpu  # every loaded model is busy: wait for one to finish
 
-    async def _start(self, key: tuple[str, bool], ref: ModelRef, options: RunnerOptions,
+    async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[1] else self.num_parallel
+        n_parallel = 1 if key[2] else self.num_parallel
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[1],
+                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
-                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
+                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
+                        lora=list(key[1]))
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

@@ -26,11 +26,12 @@ from pyllama.engine.errors import EngineClosedError, InvalidRequestError
 from pyllama.engine.handle import Completion, RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
 from pyllama.engine.loop import EngineLoop
-from pyllama.engine.options import options_from_mapping, validate_options, validate_top_logprobs
+from pyllama.engine.options import lora_scales, options_from_mapping, validate_options, validate_top_logprobs
 from pyllama.engine.sampling import build_sampler, prime_sampler
 from pyllama.engine.slots import keep_count, truncate_prompt
 from pyllama.engine.streaming import TextStream
 from pyllama.engine.types import EmbedRequest, Embeddings, GenerateRequest, SamplingOptions
+from pyllama.store.adapters import AdapterMismatch, check_adapter_file
 
 PromptLike = str | Sequence[int] | npt.NDArray[np.integer[Any]]
 
@@ -50,16 +51,21 @@ class Engine:
     ``ctx.n_ctx_seq`` cells of it (llama.cpp rounds to 256), capped at the
     model's training context. With ``embeddings=True`` the engine serves
     embedding requests only (and ``n_ubatch`` is raised to ``n_batch``, so
-    a whole input is one micro-batch).
+    a whole input is one micro-batch). ``lora`` lists LoRA adapters (GGUF
+    paths, or adapters already loaded onto ``model``): each applies with scale 1.0 unless a request's ``lora`` option says
+    otherwise (adapter ids are positions in this list).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
                  n_parallel: int = 1, n_batch: int = 512, n_ubatch: int | None = None,
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  embeddings: bool = False, pooling: str | None = None, n_gpu_layers: int = -1,
-                 flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16") -> None:
+                 flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
+                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = ()) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
+        # Before the context: its graph reservation counts the adapters' nodes.
+        self.adapters = [a if isinstance(a, _native.LoraAdapter) else self._load_lora(a) for a in lora]
         if embeddings:
             # One micro-batch per batch and one KV stream: with a stream per
             # sequence llama.cpp splits a batch into equal-length pieces per
@@ -76,11 +82,21 @@ class Engine:
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
         self.n_ctx_slot = min(self.ctx.n_ctx_seq, n_train) if n_train > 0 else self.ctx.n_ctx_seq
-        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings)
+        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters)
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False
         self._ids = itertools.count(1)
+
+    def _load_lora(self, path: str | os.PathLike[str]) -> _native.LoraAdapter:
+        """Check the adapter against the model before llama.cpp loads it (its
+        loader accepts tensors the CPU backend then crashes on)."""
+        try:
+            check_adapter_file(path, self.model.path)
+        except AdapterMismatch as exc:
+            raise _native.ModelLoadError(f"failed to load LoRA adapter {os.fspath(path)} for model "
+                                         f"{self.model.path}: {exc}") from None
+        return self.model.load_lora(path)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -203,6 +219,7 @@ class Engine:
         opts = request.options
         validate_options(opts, self.model.n_vocab)
         validate_top_logprobs(request.top_logprobs)
+        lora = lora_scales(opts.lora, len(self.adapters))
         tokens = self._prompt_tokens(request)
         has_bos = self.model.token_bos is not None and int(tokens[0]) == self.model.token_bos
         n_keep = keep_count(opts.num_keep, int(tokens.size), has_bos, self.n_ctx_slot)
@@ -221,7 +238,8 @@ class Engine:
         job = GenerateJob(
             handle=handle, request=request, prompt=tokens, sampler=sampler, stream=TextStream(opts.stop),
             n_keep=n_keep, truncated=bool(truncated), t_submit=t_submit, order=handle.id,
-            n_top=request.top_logprobs, want_logprobs=request.logprobs or request.top_logprobs > 0)
+            n_top=request.top_logprobs, want_logprobs=request.logprobs or request.top_logprobs > 0,
+            lora=lora)
         self._post(job)
         return handle
 

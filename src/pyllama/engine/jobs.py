@@ -35,6 +35,7 @@ class GenerateJob:
     order: int
     n_top: int = 0
     want_logprobs: bool = False
+    lora: tuple[float, ...] = ()  # the scale of each of the engine's adapters
     n_cached: int = 0
     generated: list[int] = field(default_factory=list)
     n_sampled: int = 0

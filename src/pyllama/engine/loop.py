@@ -7,6 +7,12 @@ generating slot first, then prompt chunks of slots still evaluating their
 prompt, up to n_batch tokens - decode it once, and sample every slot whose
 output is in it. A long prompt therefore advances a chunk per step while
 the running streams keep getting a token per step.
+
+With LoRA adapters, a context applies one set of scales to a whole decode,
+so a step decodes its slots in groups of equal adapter settings (usually
+one group), switching the context's scales between them; and a slot's
+cached prefix is reused only by a request with the same setting, since
+its KV was computed under that setting.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar, Union
 
 from pyllama import _native
@@ -44,7 +50,8 @@ def _drop_cancelled(jobs: deque[J]) -> None:
 class EngineLoop:
     """Runs on the engine thread; other threads only call ``post``/``cancel``."""
 
-    def __init__(self, model: _native.Model, ctx: _native.Context, n_ctx_slot: int, embeddings: bool) -> None:
+    def __init__(self, model: _native.Model, ctx: _native.Context, n_ctx_slot: int, embeddings: bool,
+                 adapters: Sequence[_native.LoraAdapter] = ()) -> None:
         self.model = model
         self.ctx = ctx
         self.n_ctx_slot = n_ctx_slot
@@ -59,6 +66,9 @@ class EngineLoop:
         self.after_step: Callable[[], None] | None = None
         self._clock = 0
         self._stopping = False
+        self.adapters = list(adapters)
+        self.lora_now: tuple[float, ...] = ()
+        self.use_lora(tuple(1.0 for _ in self.adapters))  # the defaults: what embeddings use
 
     # ---- other threads --------------------------------------------------------
 
@@ -118,9 +128,11 @@ class EngineLoop:
                 self._embed_step()
             return
         self._admit()
-        entries = self._build_entries()
-        if entries:
-            self._run_batch(entries)
+        for group in self._by_lora(self._build_entries()):
+            job = group[0].job
+            assert job is not None
+            self.use_lora(job.lora)
+            self._run_batch(group)
 
     # ---- slots ------------------------------------------------------------------
 
@@ -141,11 +153,12 @@ class EngineLoop:
         """Waiting requests, in order, onto idle slots (best cached prefix)."""
         while self.waiting:
             job = self.waiting[0]
-            choice = choose_slot(self.slots, job.prompt)
+            choice = choose_slot(self.slots, job.prompt, job.lora)
             if choice is None:
                 return
             self.waiting.popleft()
             slot, n_common = choice
+            slot.lora = job.lora
             # Re-evaluate at least the last prompt token: its logits are needed.
             n_common = min(n_common, len(job.prompt) - 1)
             if n_common < len(slot.cache):
@@ -187,6 +200,24 @@ class EngineLoop:
             entries.append(slot)
             budget -= take
         return entries
+
+    def _by_lora(self, entries: list[Slot]) -> list[list[Slot]]:
+        """The step's slots in groups of one adapter setting, the context's
+        current one first (no switch when every request agrees)."""
+        if not self.adapters or not entries:
+            return [entries] if entries else []
+        groups: dict[tuple[float, ...], list[Slot]] = {}
+        for slot in entries:
+            assert slot.job is not None
+            groups.setdefault(slot.job.lora, []).append(slot)
+        current = groups.pop(self.lora_now, None)
+        return ([current] if current else []) + list(groups.values())
+
+    def use_lora(self, scales: tuple[float, ...]) -> None:
+        """Set the context's adapter scales (only when they change)."""
+        if scales != self.lora_now:
+            self.ctx.set_lora(zip(self.adapters, scales))
+            self.lora_now = scales
 
     def _fill_batch(self, entries: list[Slot]) -> None:
         batch = self.batch

@@ -2,7 +2,7 @@
 
 Types, defaults and per-value rules come from ``pyllama.options``; this
 module adds the checks that need several fields or the model (lazy grammar
-triggers, logit_bias token ids). The server checks types once at the HTTP
+triggers, logit_bias token ids, LoRA adapter ids). The server checks types once at the HTTP
 boundary; the engine checks values again so in-process callers get the
 same clear errors.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -70,6 +70,16 @@ def validate_options(opts: SamplingOptions, n_vocab: int | None = None) -> None:
         for tok, bias in opts.logit_bias.items():
             _check(0 <= tok < n_vocab, f"logit_bias token {tok} is not in the vocabulary (0..{n_vocab - 1})")
             _check(not math.isnan(bias), f"logit_bias for token {tok} is NaN")
+
+
+def lora_scales(requested: Sequence[Mapping[str, Any]], n_adapters: int) -> tuple[float, ...]:
+    """Every adapter's scale for a request's ``lora`` option: 1.0 unless named (the last mention wins)."""
+    scales = [1.0] * n_adapters
+    for entry in requested:
+        index = int(entry["id"])
+        _check(0 <= index < n_adapters, f"invalid LoRA adapter id {index}: the model has {n_adapters} adapter(s)")
+        scales[index] = float(entry["scale"])
+    return tuple(scales)
 
 
 def validate_top_logprobs(top_logprobs: int) -> None:

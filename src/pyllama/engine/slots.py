@@ -49,20 +49,22 @@ class Slot:
     cache: list[int] = field(default_factory=list)
     job: GenerateJob | None = None
     last_used: int = 0
+    lora: tuple[float, ...] = ()  # the adapter scales the cached KV was computed with
 
     @property
     def idle(self) -> bool:
         return self.job is None
 
 
-def choose_slot(slots: Sequence[Slot], prompt: Tokens) -> tuple[Slot, int] | None:
+def choose_slot(slots: Sequence[Slot], prompt: Tokens, lora: tuple[float, ...] = ()) -> tuple[Slot, int] | None:
     """The idle slot whose cache shares the longest prefix with ``prompt``
-    (ties: least recently used), and that prefix's length; None if all busy."""
+    (ties: least recently used), and that prefix's length; None if all busy.
+    A cache computed under other adapter scales shares nothing."""
     best: tuple[Slot, int] | None = None
     for slot in slots:
         if not slot.idle:
             continue
-        n = common_prefix(slot.cache, prompt)
+        n = common_prefix(slot.cache, prompt) if slot.lora == lora else 0
         if best is None or n > best[1] or (n == best[1] and slot.last_used < best[0].last_used):
             best = (slot, n)
     return best

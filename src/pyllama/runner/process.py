@@ -24,6 +24,7 @@ from pyllama.engine import Engine, InvalidRequestError, RequestHandle
 from pyllama.engine.types import FINAL_EVENTS, Event
 from pyllama.llama_errors import collect_load_errors
 from pyllama.runner.memory import estimate_memory, rss_bytes
+from pyllama.store.adapters import check_adapter_file
 from pyllama.runner.protocol import (
     Accepted,
     Cancel,
@@ -46,16 +47,28 @@ PROGRESS_INTERVAL = 1.0  # seconds between Progress frames while requests run
 
 
 def load_engine(spec: LoadSpec) -> Engine:
-    """Build and start the engine; raises with llama.cpp's reason on failure."""
+    """Build and start the engine; raises with llama.cpp's reason on failure
+    (for an adapter that does not fit, naming the adapter and the model)."""
+    what = f"unable to load model: {spec.model}"
+    t0 = time.perf_counter_ns()
     with collect_load_errors() as errors:
         try:
-            engine = Engine(spec.model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
+            model = _native.Model(spec.model, n_gpu_layers=spec.n_gpu_layers)
+            adapters = []
+            for path in spec.lora:
+                what = f"unable to load LoRA adapter {path} for model {spec.model}"
+                errors.lines.clear()
+                check_adapter_file(path, spec.model)  # before llama.cpp: it would crash on some
+                adapters.append(model.load_lora(path))
+            what = f"unable to load model: {spec.model}"
+            engine = Engine(model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
                             n_threads=spec.n_threads or None, embeddings=spec.embeddings,
                             n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
-                            type_k=spec.type_k, type_v=spec.type_v)
+                            type_k=spec.type_k, type_v=spec.type_v, lora=adapters)
+            engine.load_duration = time.perf_counter_ns() - t0  # the weights and adapters too
         except Exception as exc:
             reason = errors.reason or str(exc)
-            raise RuntimeError(f"unable to load model: {spec.model}" + (f": {reason}" if reason else "")) from exc
+            raise RuntimeError(what + (f": {reason}" if reason else "")) from exc
     return engine.start()
 
 
@@ -89,9 +102,10 @@ class RunnerServer:
         engine.call_after_each_step(self.flush)
         memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
                                  type_k=spec.type_k, type_v=spec.type_v)
+        adapters = sum(os.path.getsize(path) for path in spec.lora)
         self.send(Ready(pid=os.getpid(), n_ctx=engine.ctx.n_ctx, n_ctx_slot=engine.n_ctx_slot,
                         n_parallel=engine.n_parallel, n_ctx_train=engine.model.n_ctx_train,
-                        model_size=engine.model.size, memory=memory.total, rss=rss_bytes(),
+                        model_size=engine.model.size, memory=memory.total + adapters, rss=rss_bytes(),
                         load_duration=engine.load_duration))
         return True
 

@@ -40,6 +40,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     flash_attn: Union[bool, None] = None
     type_k: str = "f16"
     type_v: str = "f16"
+    lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):

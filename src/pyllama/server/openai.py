@@ -207,6 +207,8 @@ def chat_request(body: ChatCompletionRequest) -> ChatRequest:
     if body.presence_penalty is not None:
         options["presence_penalty"] = body.presence_penalty
     options["top_p"] = 1.0 if body.top_p is None else body.top_p
+    if body.lora is not None:
+        options["lora"] = body.lora
     fmt: Any = None
     if body.response_format is not None:
         kind = body.response_format.type.strip().lower()
@@ -234,6 +236,8 @@ def generate_request(body: CompletionRequest) -> GenerateRequest:
     options["frequency_penalty"] = body.frequency_penalty or 0.0
     options["presence_penalty"] = body.presence_penalty or 0.0
     options["top_p"] = body.top_p if body.top_p else 1.0
+    if body.lora is not None:
+        options["lora"] = body.lora
     top = body.logprobs if body.logprobs is not None and body.logprobs > 0 else 0
     return GenerateRequest(model=body.model, prompt=body.prompt, suffix=body.suffix, options=options,
                            stream=bool(body.stream), logprobs=top > 0, top_logprobs=top,

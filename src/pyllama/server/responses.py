@@ -220,6 +220,8 @@ def chat_request(body: ResponsesRequest) -> ChatRequest:
     }
     if body.max_output_tokens is not None:
         options["num_predict"] = body.max_output_tokens
+    if body.lora is not None:
+        options["lora"] = body.lora
     return ChatRequest(model=body.model, messages=messages, options=options, tools=_native_tools(body.tools),
                        format=_format(body), think=_think(body), stream=bool(body.stream))
 

@@ -81,6 +81,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     reasoning_effort: str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
     debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
 
 
@@ -98,6 +99,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logprobs: int | None = None
+    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
     debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
 
 

@@ -112,6 +112,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     previous_response_id: str | None = None
     conversation: Any = None
     background: bool | None = None
+    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
 
 
 # -- responses ------------------------------------------------------------------

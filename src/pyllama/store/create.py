@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyllama.options import LEGACY_OPTIONS, OptionError, check_parameter
+from pyllama.store.adapters import AdapterMismatch, check_adapter
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
@@ -259,6 +260,19 @@ def _quantize(store: Store, hold: BlobHold, layer: Layer, info: GGUFInfo, quant:
     return new_layer, new_info
 
 
+def _check_adapters(hold: BlobHold, weights: list[Layer], model_info: GGUFInfo, base_label: str,
+                    names: dict[str, str]) -> None:
+    """Every adapter the new model will carry must fit its weights (new or inherited)."""
+    for layer in weights:
+        if layer.media_type != MEDIA_ADAPTER:
+            continue
+        name = names.get(layer.digest, layer.digest)
+        try:
+            check_adapter(_gguf_for(hold, layer.digest, name), model_info)
+        except AdapterMismatch as exc:
+            raise InvalidRequest(f'adapter "{name}" does not fit the base model "{base_label}": {exc}') from None
+
+
 def create_model(
     store: Store,
     spec: CreateSpec,
@@ -281,6 +295,7 @@ def _create(store: Store, hold: BlobHold, spec: CreateSpec, emit: Emit, pull: Pu
     params: dict[str, Any] = {}
     messages: list[dict[str, Any]] = []
     model_info: GGUFInfo | None = None
+    base_label = spec.from_
     files = dict(spec.files)
 
     if spec.from_ and DIGEST_RE.match(spec.from_):
@@ -320,7 +335,7 @@ def _create(store: Store, hold: BlobHold, spec: CreateSpec, emit: Emit, pull: Pu
                 if any(layer.media_type == MEDIA_MODEL for layer in new_weights):
                     raise InvalidRequest("more than one model file given; only one GGUF model is supported")
                 new_weights.append(Layer(MEDIA_MODEL, digest, size))
-                model_info = info
+                model_info, base_label = info, filename
         has_model = any(layer.media_type == MEDIA_MODEL for layer in new_weights)
         if not has_model and not any(layer.media_type == MEDIA_MODEL for layer in weights):
             raise InvalidRequest("no model weights found in 'files'")
@@ -343,6 +358,10 @@ def _create(store: Store, hold: BlobHold, spec: CreateSpec, emit: Emit, pull: Pu
         for filename, digest in spec.draft_files.items():
             _gguf_for(hold, digest, filename)
             weights.append(Layer(MEDIA_DRAFT, digest, store.blob_path(digest).stat().st_size))
+
+    if model_info is not None:
+        names = {digest: filename for filename, digest in (*files.items(), *spec.adapters.items())}
+        _check_adapters(hold, weights, model_info, base_label, names)
 
     if spec.quantize:
         index = next((i for i, layer in enumerate(weights) if layer.media_type == MEDIA_MODEL), None)

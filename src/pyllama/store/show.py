@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pyllama.store.adapters import adapter_entries
 from pyllama.store.gguf_meta import ElidedArray, GGUFInfo, human_number
 from pyllama.store.model import LocalModel
 from pyllama.store.modelfile import Command, Modelfile
@@ -223,6 +224,8 @@ def show_response(model: LocalModel, capabilities: Callable[[LocalModel, GGUFInf
     if model.messages:
         out["messages"] = model.messages
     out["model_info"] = model_info(info, verbose)
+    if model.adapter_paths:
+        out["adapters"] = adapter_entries(model.adapter_paths)
     if model.projector_paths:
         from pyllama.store.gguf_meta import GGUFError, read_gguf
 
