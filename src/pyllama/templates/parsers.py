@@ -17,6 +17,7 @@ Two implementations, one per template kind:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import string
@@ -443,6 +444,11 @@ def _common_prefix(a: str, b: str) -> int:
 
 def make_output_parser(rendered: RenderedPrompt) -> OutputParser:
     """The parser matching how ``rendered`` was built."""
+    if rendered.tool_format == "generic":
+        from pyllama.templates.generic_tools import GenericAnswerParser
+
+        inner = make_output_parser(dataclasses.replace(rendered, tools=[], tool_format=""))
+        return GenericAnswerParser(inner, rendered.tools)
     if rendered.kind == "jinja" and rendered.chat_params is not None:
         return JinjaOutputParser(rendered.chat_params, tools=bool(rendered.tools))
     if rendered.kind == "go":
