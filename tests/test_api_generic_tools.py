@@ -99,7 +99,7 @@ def test_tool_results_reach_the_prompt(base: str) -> None:
         {"role": "tool", "content": "Sunny, 24 degrees", "tool_name": "get_weather"}]
     body = {"model": MODEL, "messages": history, "tools": [WEATHER_UNITS], "stream": False,
             "options": options(num_ctx=1024, num_predict=64)}
-    shown = post(base, "/api/chat", {**body, "_debug_render_only": True}).json()["debug_info"]["rendered_template"]
+    shown = post(base, "/api/chat", {**body, "_debug_render_only": True}).json()["_debug_info"]["rendered_template"]
     assert '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}' in shown
     assert '{"tool_results": [{"name": "get_weather", "content": "Sunny, 24 degrees"}]}' in shown
     resp = post(base, "/api/chat", body)
@@ -155,8 +155,9 @@ def test_responses(base: str) -> None:
 
 def test_messages(base: str) -> None:
     sdk = anthropic.Anthropic(base_url=base, api_key="x", max_retries=0, timeout=120)
-    kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 96, "messages": ASK, "temperature": 0, "tools": [
-        {"name": "get_weather", "description": "Weather for a city", "input_schema": ARGS}]}
+    tool = {"name": "get_weather", "description": "Weather for a city", "input_schema": ARGS}
+    kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 96, "messages": ASK, "tools": [tool],
+                              "extra_body": {"temperature": 0}}
     finals = [sdk.messages.create(**kwargs)]
     with sdk.messages.stream(**kwargs) as stream:
         finals.append(stream.get_final_message())
