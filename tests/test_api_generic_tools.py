@@ -66,7 +66,7 @@ def _check_answer(message: dict[str, Any], tools: list[dict[str, Any]]) -> None:
 
 def test_open_webui_new_chat_gets_an_answer(base: str) -> None:
     # The one addition to the recorded body: a cap on the answer's length, so a shared CPU finishes in time.
-    body = {**OPEN_WEBUI, "options": {"num_predict": 32}}
+    body = {**OPEN_WEBUI, "options": {"num_predict": 64}}
     with httpx.stream("POST", base + "/api/chat", json=body, timeout=900) as resp:
         lines = [json.loads(line) for line in resp.iter_lines() if line]
     assert resp.status_code == 200, lines

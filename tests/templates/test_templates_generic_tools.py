@@ -44,6 +44,7 @@ def test_jinja_template_without_tools_gets_the_instruction(vocab_model: Any) -> 
     assert '{"response": "<your reply>"}' in rendered.prompt
     assert rendered.prompt.endswith("<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n")
     assert "root ::=" in rendered.answer_grammar and '\\"get_weather\\"' in rendered.answer_grammar
+    assert 'space ::= | " "\n' in rendered.answer_grammar  # no pretty-printing
     # without the flag the template's own rendering stays (it ignores the tools)
     plain = build_prompt(smol, ASK, tools=[WEATHER_TOOL])
     assert plain.tool_format == "" and plain.answer_grammar == "" and "You can use tools" not in plain.prompt

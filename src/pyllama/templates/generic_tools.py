@@ -83,9 +83,15 @@ def answer_grammar(tools: Sequence[Mapping[str, Any]]) -> str:
         except (ValueError, RuntimeError, TypeError) as exc:
             raise ValueError(f"invalid JSON schema in the parameters of tool {json.dumps(fn['name'])}: {exc}") from None
     try:
-        return _native.json_schema_to_grammar(answer_schema(tools))
+        grammar = _native.json_schema_to_grammar(answer_schema(tools))
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ValueError(f"the tools' JSON schemas cannot be combined into a grammar: {exc}") from None
+    # One blank at most between tokens: small models like to pretty-print, which spends the
+    # answer's tokens (and grammar checks) on indentation.
+    return _SPACE_RULE.sub('space ::= | " "', grammar)
+
+
+_SPACE_RULE = re.compile(r"^space ::= .*$", re.MULTILINE)
 
 
 def generic_messages(messages: Sequence[Msg], tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
