@@ -86,8 +86,10 @@ def start_server(env: Mapping[str, str] | None = None, port: int | None = None) 
 
 
 @contextmanager
-def start_registry(root: Path) -> Iterator[str]:
-    """Run the CNCF distribution registry on a loopback port; yield ``127.0.0.1:N``."""
+def start_registry(root: Path, extra_config: str = "") -> Iterator[str]:
+    """Run the CNCF distribution registry on a loopback port; yield ``127.0.0.1:N``.
+
+    ``extra_config`` is appended to its YAML config (an ``auth:`` section, say)."""
     binary = shutil.which("docker-registry") or REGISTRY_BINARY
     port = free_port()
     config = root / "config.yml"
@@ -101,6 +103,7 @@ def start_registry(root: Path) -> Iterator[str]:
         "  delete:\n    enabled: true\n"
         "http:\n"
         f"  addr: 127.0.0.1:{port}\n"
+        + extra_config
     )
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -24,7 +24,7 @@ import pytest
 from inferenceutil import client  # noqa: F401 - a fixture
 from inferenceutil import MODEL, PLAN_TEMPLATE, TOOLS_TEMPLATE, inference_server, post
 from pyllama.server.anthropic import EventStream, convert_message, sse_frame, to_chat_request
-from pyllama.server.inference import Delta, Final
+from pyllama.server.relay import Delta, Final
 from pyllama.server.schemas_anthropic import ContentBlock, MessageParam, MessagesRequest
 from pyllama.server.schemas_inference import ResponseToolCall, ResponseToolCallFunction
 

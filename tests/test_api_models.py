@@ -400,34 +400,56 @@ def test_noprune_keeps_blobs(tmp_path: Path, model_path: Path) -> None:
         assert (models / "blobs" / ("sha256-" + hashlib.sha256(b"unique system text").hexdigest())).is_file()
 
 
-def test_concurrent_create_delete_never_breaks_a_manifest(server: str, models_dir: Path, tmp_path: Path) -> None:
+def test_concurrent_creates_from_one_upload_while_deletes_run(server: str, models_dir: Path, tmp_path: Path) -> None:
+    """Four clients each create their own model from the same upload, check
+    it, and delete it again, so the upload's last reference comes and goes
+    while other creates are in flight. A create may only fail the documented
+    way: the blob was pruned before the create looked at it ('blob ... not
+    found' before it reported using the layer); the client then uploads
+    again and retries. Once a create has reported the layer, a concurrent
+    delete must not prune it."""
     from concurrent.futures import ThreadPoolExecutor
 
     client = ollama.Client(host=server)
-    digest = client.create_blob(write_tiny_llama(tmp_path / "c.gguf"))
+    weights = write_tiny_llama(tmp_path / "c.gguf")
+    digest = client.create_blob(weights)
+    missing = f'blob "{digest}" not found'
+    store = Store(models_dir)
+
+    def create(name: str, system: str) -> None:
+        """Create until it succeeds (at most 20 attempts)."""
+        errors: list[str] = []
+        while len(errors) < 20:
+            seen: list[str] = []
+            try:
+                for progress in client.create(name, files={"model.gguf": digest}, system=system, stream=True):
+                    seen.append(progress.status or "")
+                assert seen[-1] == "success", seen
+                return
+            except ollama.ResponseError as exc:
+                # Refused up front (400) or failed while parsing, before the layer was used.
+                assert exc.error == missing, (name, exc.error, seen)
+                assert f"using existing layer {digest}" not in seen, (name, seen)
+                errors.append(exc.error)
+                client.create_blob(weights)  # upload again
+        raise AssertionError(f"{name}: 20 attempts failed")
 
     def churn(i: int) -> None:
         for j in range(6):
-            name = f"race{i % 2}"
-            try:
-                client.create(name, files={"model.gguf": digest}, system=f"system {i} {j % 2}")
-            except ollama.ResponseError:
-                pass
-            try:
-                client.delete(name)
-            except ollama.ResponseError:
-                pass
+            name = f"race{i}-{j}"
+            create(name, f"system {j % 2}")
+            model = store.get(parse_name(name))  # it exists until this thread deletes it
+            assert digest in model.manifest.digests()
+            assert all(store.has_blob(d) for d in model.manifest.digests()), (name, model.manifest)
+            client.delete(name)  # its own model: must succeed
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(churn, range(4)))
-    store = Store(models_dir)
-    for model in store.iter_models():
-        for d in model.manifest.digests():
-            assert store.has_blob(d), (model.name, d)
-    # The last delete may have pruned the weights: upload again, as a client would.
-    client.create_blob(tmp_path / "c.gguf")
-    client.create("race0", files={"model.gguf": digest}, system="final")
-    assert client.show("race0").modelfile is not None
+    assert client.list().models == []
+    # Every model is gone, so nothing references the upload and no create holds it.
+    assert list(store.iter_models()) == [] and not store.has_blob(digest)
+    r = post(server, "/api/create", {"model": "late", "files": {"model.gguf": digest}, "stream": False})
+    assert (r.status_code, r.json()) == (400, {"error": missing})
 
 
 def test_store_resolve_uses_existing_case(models_dir: Path) -> None:

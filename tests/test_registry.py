@@ -236,6 +236,27 @@ def test_concurrent_pulls_share_blobs(pushed_tiny: tuple[str, Store], tmp_path: 
     assert all(store.has_blob(d) for d in model.manifest.digests())
 
 
+def test_delete_during_a_pull_cannot_prune_its_layers(pushed_tiny: tuple[str, Store], tmp_path: Path) -> None:
+    """Re-pulling a model whose layers are all present while it is deleted:
+    the delete lands after the pull found the layers and before it writes the
+    manifest. The pull holds them, so it still ends with a complete model."""
+    name, source = pushed_tiny
+    store = Store(tmp_path / "dst")
+    pull_model(store, parse_name(name), lambda _: None, insecure=True)
+
+    def emit(line: dict[str, Any]) -> None:
+        if line.get("status") == "verifying sha256 digest":
+            worker = threading.Thread(target=store.delete, args=(parse_name(name),))
+            worker.start()
+            worker.join()
+            assert not store.exists(parse_name(name))
+
+    pull_model(store, parse_name(name), emit, insecure=True)
+    model = store.get(parse_name(name))
+    assert model.raw == source.get(parse_name(name)).raw
+    assert all(store.has_blob(d) for d in model.manifest.digests())
+
+
 def test_chunked_upload_in_parts(registry: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     from pyllama.store.create import create_model, validate_create

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +66,7 @@ def test_manifest_requires_blobs_and_reports_orphans(tmp_path: Path) -> None:
     assert orphaned == {m1.layers[0].digest}
     assert store.prune_digests(orphaned) == [m1.layers[0].digest]
     missing = Manifest(config=m2.config, layers=[Layer("x", "sha256:" + "1" * 64, 1)])
-    with pytest.raises(NotFound, match="blob sha256:1111"):
+    with pytest.raises(NotFound, match='blob "sha256:1111'):
         store.write_manifest(parse_name("other"), encode_manifest(missing), missing)
     assert not store.exists(parse_name("other"))
     raw = store.get(name).raw
@@ -128,6 +130,82 @@ def test_concurrent_create_and_delete_threads(tmp_path: Path) -> None:
     assert failures == []
     for model in store.iter_models():
         assert all(store.has_blob(d) for d in model.manifest.digests()), model.name
+
+
+def _upload(store: Store, path: Path) -> str:
+    writer = store.blob_writer()
+    writer.write(path.read_bytes())
+    return writer.commit()
+
+
+def _delete_when(store: Store, status: str, name: str) -> Callable[[dict[str, Any]], None]:
+    """An ``emit`` that, when the create reports ``status``, deletes ``name``
+    from another thread and waits for it: a delete that lands at exactly that
+    point of the create."""
+    def emit(line: dict[str, Any]) -> None:
+        if line.get("status") == status:
+            worker = threading.Thread(target=store.delete, args=(parse_name(name),))
+            worker.start()
+            worker.join()
+    return emit
+
+
+def test_delete_after_create_checked_the_upload_cannot_prune_it(tmp_path: Path) -> None:
+    """The upload's only other user is deleted after the create has checked
+    the blob but before its manifest exists: the blob is held, so the
+    create succeeds and its manifest's blobs are all there."""
+    store = Store(tmp_path / "s")
+    digest = _upload(store, write_tiny_llama(tmp_path / "t.gguf"))
+    create_model(store, validate_create(model="old", files={"m.gguf": digest}, system="old"), lambda _: None)
+    emit = _delete_when(store, f"using existing layer {digest}", "old")
+    create_model(store, validate_create(model="new", files={"m.gguf": digest}, system="new"), emit)
+    assert not store.exists(parse_name("old"))
+    new = store.get(parse_name("new"))
+    assert digest in new.manifest.digests()
+    assert all(store.has_blob(d) for d in new.manifest.digests())
+    # Released once the manifest is written: deleting "new" now prunes everything.
+    store.delete(parse_name("new"))
+    assert list(store.blobs_dir.iterdir()) == []
+
+
+def test_delete_before_create_checked_the_upload_fails_it_cleanly(tmp_path: Path) -> None:
+    """A delete that prunes the blob before the create looks at it: the
+    create fails with the documented 'blob ... not found' and writes nothing."""
+    store = Store(tmp_path / "s")
+    digest = _upload(store, write_tiny_llama(tmp_path / "t.gguf"))
+    create_model(store, validate_create(model="old", files={"m.gguf": digest}), lambda _: None)
+    emit = _delete_when(store, "parsing GGUF", "old")
+    with pytest.raises(NotFound, match=f'^blob "{digest}" not found$'):
+        create_model(store, validate_create(model="new", files={"m.gguf": digest}), emit)
+    assert not store.exists(parse_name("new"))
+    assert list(store.blobs_dir.iterdir()) == []
+
+
+def test_deleting_the_base_while_deriving_from_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    digest = _upload(store, write_tiny_llama(tmp_path / "t.gguf"))
+    create_model(store, validate_create(model="base", files={"m.gguf": digest}), lambda _: None)
+    emit = _delete_when(store, f"using existing layer {digest}", "base")
+    create_model(store, validate_create(model="derived", from_="base", system="more"), emit)
+    derived = store.get(parse_name("derived"))
+    assert not store.exists(parse_name("base"))
+    assert digest in derived.manifest.digests()
+    assert all(store.has_blob(d) for d in derived.manifest.digests())
+
+
+def test_holds_are_counted_per_holder(tmp_path: Path) -> None:
+    """Two holds on one blob: pruning skips it until both end."""
+    store = Store(tmp_path)
+    digest, _ = store.write_blob(b"shared")
+    with store.holding() as first:
+        with store.holding() as second:
+            first.require(digest)
+            second.require(digest)
+        assert store.prune_digests([digest]) == []
+        assert Store(tmp_path).prune_digests([digest]) == []  # another Store object, same process
+    assert store.prune_digests([digest]) == [digest]
+    with store.holding() as hold, pytest.raises(NotFound, match=f'blob "{digest}" not found'):
+        hold.require(digest)
 
 
 def test_lock_excludes_other_processes(tmp_path: Path) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pyllama.store.errors import InvalidRequest
-from pyllama.store.options import (
+from pyllama.options import (
     OPTIONS,
     OptionTypeError,
     default_options,
     parse_parameter_text,
     validate_options,
-    validate_parameters,
 )
+from pyllama.store.create import validate_parameters
+from pyllama.store.errors import InvalidRequest
 
 
 def test_table_matches_spec_types() -> None:
@@ -26,8 +26,9 @@ def test_table_matches_spec_types() -> None:
 
 
 def test_validate_options_coerces_and_drops() -> None:
-    out = validate_options({"num_ctx": 2048.7, "temperature": 1, "stop": ["a"], "mirostat": 1, "bogus": 3, "seed": None})
-    assert out == {"num_ctx": 2048, "temperature": 1.0, "stop": ["a"]}
+    out = validate_options({"num_ctx": 2048.7, "temperature": 1, "stop": ["a"], "mirostat": 1, "bogus": 3, "seed": None,
+                            "tfs_z": 1.0})
+    assert out == {"num_ctx": 2048, "temperature": 1.0, "stop": ["a"], "mirostat": 1}  # mirostat is honoured
 
 
 @pytest.mark.parametrize(

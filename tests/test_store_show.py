@@ -10,7 +10,7 @@ import pytest
 from ggufutil import write_tiny_llama
 from pyllama.templates.capabilities import model_capabilities
 from pyllama.store.gguf_meta import ElidedArray, GGUFError, human_number, read_gguf
-from pyllama.store.gotemplate import check_go_template
+from pyllama.templates import check_template as check_go_template
 from pyllama.store.show import format_time, go_float, go_quote, parameters_text
 
 

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, embedsignature=True
 # distutils: language = c++
-"""Hand-written bindings to llama.cpp: models, contexts, batches, samplers.
+"""Hand-written bindings to llama.cpp: models, contexts, batches, samplers,
+and libmtmd's multimodal projectors.
 
 A thin mirror of llama.h in Python terms. Every pointer and return code is
 checked; mistakes that llama.cpp would abort on are raised as exceptions
@@ -20,9 +21,13 @@ import numpy as np
 
 from includes.ggml cimport *
 from includes.llama cimport *
+from includes.mtmd cimport *
 from includes cimport shim
 
 cnp.import_array()
+
+# Extension types used as field types before their definition.
+cdef class Projector
 
 import json as _json
 import logging as _logging
@@ -37,6 +42,9 @@ include "batch.pxi"
 include "context.pxi"
 include "sampler.pxi"
 include "chat.pxi"
+include "bitmap.pxi"
+include "chunks.pxi"
+include "projector.pxi"
 include "system.pxi"
 
 llama_backend_init()

@@ -2,6 +2,16 @@
 # between steps. Context.decode copies them into llama.cpp's llama_batch_ext
 # (bound to the context) after checking every value, so a mistake becomes a
 # Python exception instead of an abort inside llama.cpp.
+#
+# A batch holds either token ids or embedding rows (media from a Projector),
+# never both: llama.cpp evaluates one kind per decode. Embedding rows are not
+# copied here; the batch keeps their arrays alive and llama.cpp copies them
+# when the batch is decoded.
+
+cdef enum:
+    _BATCH_EMPTY = 0
+    _BATCH_TOKENS = 1
+    _BATCH_EMBD = 2
 
 cdef class Batch:
     """Up to `capacity` tokens, each in up to `n_seq_max` sequences."""
@@ -18,6 +28,11 @@ cdef class Batch:
     cdef int32_t * n_seq
     cdef int32_t * seq
     cdef int8_t * output
+    cdef int _kind
+    cdef int _embd_width
+    cdef cnp.ndarray _epos
+    cdef cnp.ndarray _erow
+    cdef list _embd_refs
 
     def __cinit__(self, int capacity, *, int n_seq_max=1):
         if capacity <= 0:
@@ -37,6 +52,9 @@ cdef class Batch:
         self.n_seq = <int32_t *>self._n_seq.data
         self.seq = <int32_t *>self._seq.data
         self.output = <int8_t *>self._output.data
+        self._kind = _BATCH_EMPTY
+        self._embd_width = 0
+        self._embd_refs = []
 
     def __len__(self):
         return self.n
@@ -46,12 +64,28 @@ cdef class Batch:
 
     def clear(self):
         self.n = 0
+        if self._kind == _BATCH_EMBD:
+            self._embd_width = 0
+            self._embd_refs = []
+        self._kind = _BATCH_EMPTY
+
+    cdef int _want(self, int kind) except -1:
+        if self._kind != _BATCH_EMPTY and self._kind != kind:
+            raise ValueError("a batch holds either token ids or embeddings, not both; "
+                             "decode them in separate batches")
+        return 0
+
+    @property
+    def has_embeddings(self):
+        """True when the batch holds embedding rows instead of token ids."""
+        return self._kind == _BATCH_EMBD
 
     def add(self, int token, int pos, seq_ids, bint logits=False):
         """Append one token at `pos` in the sequence(s) `seq_ids` (an int or a
         sequence of ints); `logits` requests its output. Returns its index."""
         if self.n >= self.capacity:
             raise OverflowError(f"batch is full ({self.capacity} tokens)")
+        self._want(_BATCH_TOKENS)
         if token < 0:
             raise ValueError(f"invalid token id {token}")
         if pos < 0:
@@ -73,6 +107,7 @@ cdef class Batch:
         self.n_seq[i] = k
         self.output[i] = logits
         self.n += 1
+        self._kind = _BATCH_TOKENS
         return i
 
     def add_sequence(self, tokens, int pos0, int seq_id, bint logits_last=True):
@@ -82,6 +117,7 @@ cdef class Batch:
         cdef int m = arr.shape[0]
         if m == 0:
             return self.n
+        self._want(_BATCH_TOKENS)
         if self.n + m > self.capacity:
             raise OverflowError(f"{m} tokens do not fit: {self.n} of {self.capacity} used")
         if pos0 < 0:
@@ -101,6 +137,7 @@ cdef class Batch:
         if logits_last:
             self.output[start + m - 1] = 1
         self.n += m
+        self._kind = _BATCH_TOKENS
         return start
 
     def add_arrays(self, tokens, positions, seq_ids, logits):
@@ -115,6 +152,7 @@ cdef class Batch:
             raise ValueError("tokens, positions, seq_ids and logits must have the same length")
         if m == 0:
             return self.n
+        self._want(_BATCH_TOKENS)
         if self.n + m > self.capacity:
             raise OverflowError(f"{m} tokens do not fit: {self.n} of {self.capacity} used")
         if t.min() < 0 or p.min() < 0 or s.min() < 0:
@@ -128,6 +166,62 @@ cdef class Batch:
             self.seq[(start + j) * self.n_seq_max] = s[j]
             self.output[start + j] = 1 if o[j] else 0
         self.n += m
+        self._kind = _BATCH_TOKENS
+        return start
+
+    def add_embeddings(self, embd, positions, int seq_id, bint logits_last=False):
+        """Append embedding rows (float32[n, n_embd], e.g. Projector.encode's
+        output) for one sequence. `positions` is the first position (rows get
+        pos, pos+1, ...) or Chunk.positions(pos0): int32[n, 4] for M-RoPE.
+        Returns the index of the first row."""
+        cdef cnp.ndarray[cnp.float32_t, ndim=2] e = np.ascontiguousarray(embd, dtype=np.float32)
+        cdef int m = e.shape[0]
+        cdef int width = e.shape[1]
+        cdef int start = self.n
+        cdef int j, k
+        cdef cnp.ndarray[cnp.int32_t, ndim=2] p
+        if m == 0:
+            return self.n
+        self._want(_BATCH_EMBD)
+        if width <= 0:
+            raise ValueError("embedding rows must not be empty")
+        if self._embd_width != 0 and width != self._embd_width:
+            raise ValueError(f"embedding width {width} differs from this batch's {self._embd_width}")
+        if self.n + m > self.capacity:
+            raise OverflowError(f"{m} embeddings do not fit: {self.n} of {self.capacity} used")
+        if seq_id < 0:
+            raise ValueError(f"invalid sequence id {seq_id}")
+        if isinstance(positions, (int, np.integer)):
+            if positions < 0:
+                raise ValueError(f"invalid position {positions}")
+            p = np.repeat((int(positions) + np.arange(m, dtype=np.int32))[:, None], 4, axis=1).astype(np.int32)
+        else:
+            p = np.ascontiguousarray(positions, dtype=np.int32)
+            if p.shape[0] != m or p.shape[1] != 4:
+                raise ValueError(f"positions must be int32[{m}, 4], got {tuple(np.shape(positions))}")
+            if p.min() < 0:
+                raise ValueError("positions must be non-negative")
+        if self._epos is None:
+            self._epos = np.zeros((self.capacity, 4), dtype=np.int32)
+            self._erow = np.zeros(self.capacity, dtype=np.uintp)
+        cdef int32_t * ep = <int32_t *>self._epos.data
+        cdef size_t * rows = <size_t *>self._erow.data
+        cdef char * base = <char *>e.data
+        for j in range(m):
+            for k in range(4):
+                ep[(start + j) * 4 + k] = p[j, k]
+            rows[start + j] = <size_t>(base + <size_t>j * <size_t>width * sizeof(float))
+            self.token[start + j] = -1
+            self.pos[start + j] = p[j, 0]
+            self.n_seq[start + j] = 1
+            self.seq[(start + j) * self.n_seq_max] = seq_id
+            self.output[start + j] = 0
+        if logits_last:
+            self.output[start + m - 1] = 1
+        self._embd_refs.append(e)
+        self._embd_width = width
+        self._kind = _BATCH_EMBD
+        self.n += m
         return start
 
     def set_logits(self, int i, bint value=True):
@@ -137,6 +231,7 @@ cdef class Batch:
 
     @property
     def tokens(self):
+        """Token ids (-1 for embedding rows)."""
         return self._token[:self.n]
 
     @property

@@ -220,17 +220,33 @@ cdef class Context:
             raise OverflowError(f"batch of {n} tokens exceeds n_batch={self._n_batch}")
         if self._embeddings and <uint32_t>n > self._n_ubatch:
             raise OverflowError(f"an embeddings batch must fit n_ubatch={self._n_ubatch}, got {n} tokens")
+        cdef bint embd = batch._kind == _BATCH_EMBD
+        if embd and batch._embd_width != llama_model_n_embd_inp(self.model.ptr):
+            raise ValueError(f"embedding width {batch._embd_width} does not match the model's "
+                             f"input width {llama_model_n_embd_inp(self.model.ptr)}")
         for i in range(n):
             tok = batch.token[i]
-            if tok < 0 or tok >= self._n_vocab:
+            if not embd and (tok < 0 or tok >= self._n_vocab):
                 raise IndexError(f"token id {tok} at batch index {i} out of range [0, {self._n_vocab})")
             for j in range(batch.n_seq[i]):
                 s = batch.seq[i * stride + j]
                 if s < 0 or <uint32_t>s >= self._n_seq_max:
                     raise ValueError(f"sequence id {s} at batch index {i} out of range [0, {self._n_seq_max})")
         llama_batch_ext_clear(self.ext)
+        cdef llama_embd row
+        cdef const llama_pos * pos
+        cdef const int32_t * epos = <const int32_t *>batch._epos.data if embd else NULL
+        cdef const size_t * erow = <const size_t *>batch._erow.data if embd else NULL
+        row.n_rows = 1
+        row.n_embd = batch._embd_width
         for i in range(n):
-            idx = llama_batch_ext_add_token(self.ext, batch.seq[i * stride], batch.token[i])
+            if embd:
+                row.data = <const float *>erow[i]
+                idx = llama_batch_ext_add_embd(self.ext, batch.seq[i * stride], row)
+                pos = &epos[i * 4]  # llama.cpp reads 1 position, or 4 for M-RoPE models
+            else:
+                idx = llama_batch_ext_add_token(self.ext, batch.seq[i * stride], batch.token[i])
+                pos = &batch.pos[i]
             if idx != i:
                 llama_batch_ext_clear(self.ext)
                 raise LlamaError(f"llama_batch_ext_add_token failed at index {i} ({idx})")
@@ -238,7 +254,7 @@ cdef class Context:
                 if not llama_batch_ext_add_seq(self.ext, i, batch.seq[i * stride + j]):
                     llama_batch_ext_clear(self.ext)
                     raise LlamaError(f"llama_batch_ext_add_seq failed at index {i}")
-            if not llama_batch_ext_set_pos(self.ext, i, &batch.pos[i]):
+            if not llama_batch_ext_set_pos(self.ext, i, pos):
                 llama_batch_ext_clear(self.ext)
                 raise LlamaError(f"llama_batch_ext_set_pos failed at index {i}")
             if batch.output[i] and not llama_batch_ext_set_output_logits(self.ext, i, True):
@@ -246,14 +262,26 @@ cdef class Context:
                 raise LlamaError(f"llama_batch_ext_set_output_logits failed at index {i}")
         return 0
 
-    def decode(self, Batch batch not None):
+    def decode(self, Batch batch not None, *, bint non_causal=False):
         """Run the model over the batch with the GIL released.
 
         Raises KVCacheFullError when the KV cache has no room (memory is
         unchanged), DecodeAbortedError after abort(), DecodeError otherwise.
         Logit/embedding views from earlier decodes become invalid.
+        `non_causal` lets every row attend to every other row of this batch
+        (media of projectors whose Projector.non_causal(chunk) is True); the
+        batch must then hold one media chunk and fit in n_ubatch.
         """
-        self._process(batch, LLAMA_PROCESS_TYPE_DECODE)
+        if not non_causal:
+            self._process(batch, LLAMA_PROCESS_TYPE_DECODE)
+            return
+        if <uint32_t>batch.n > self._n_ubatch:
+            raise OverflowError(f"a non-causal batch must fit n_ubatch={self._n_ubatch}, got {batch.n} rows")
+        llama_set_causal_attn(self.ptr, False)
+        try:
+            self._process(batch, LLAMA_PROCESS_TYPE_DECODE)
+        finally:
+            llama_set_causal_attn(self.ptr, True)
 
     def encode(self, Batch batch not None):
         """Run an encoder (e.g. T5) over the batch."""

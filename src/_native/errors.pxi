@@ -38,3 +38,16 @@ cdef inline int _raise_decode(int rc) except -1:
     if rc == -3:
         raise DecodeError("compute failed", rc)
     raise DecodeError(f"decode failed with code {rc}", rc)
+
+
+class ProjectorLoadError(ModelLoadError):
+    """The multimodal projector (mmproj GGUF) could not be loaded for this model."""
+
+
+class MediaError(LlamaError, ValueError):
+    """Media that cannot be used: empty, undecodable, an unsupported format,
+    or a kind (image/audio) the projector does not accept."""
+
+
+class EncodeError(LlamaError):
+    """The projector failed to encode a media chunk."""

@@ -49,10 +49,42 @@ cdef void _emit_log(int level, const char * text) noexcept with gil:
         pass
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+    /* The last ERROR line logged on this thread, so that a failing call can
+       name llama.cpp's reason in its exception (mtmd reports most failures
+       only through the log). */
+    static thread_local char pyllama_last_error[512];
+    static inline void pyllama_note_error(const char * text) {
+        size_t n = strlen(text);
+        while (n > 0 && (text[n - 1] == '\\n' || text[n - 1] == ' ')) n--;
+        if (n == 0) return;
+        if (n >= sizeof(pyllama_last_error)) n = sizeof(pyllama_last_error) - 1;
+        memcpy(pyllama_last_error, text, n);
+        pyllama_last_error[n] = 0;
+    }
+    static inline void pyllama_clear_error(void) { pyllama_last_error[0] = 0; }
+    static inline const char * pyllama_get_error(void) { return pyllama_last_error; }
+    """
+    void pyllama_note_error(const char * text) nogil
+    void pyllama_clear_error() nogil
+    const char * pyllama_get_error() nogil
+
+
+cdef str _last_error(str fallback):
+    """The last llama.cpp/mtmd error line on this thread, or `fallback`."""
+    cdef bytes b = pyllama_get_error()
+    pyllama_clear_error()
+    return b.decode("utf-8", "replace") if b else fallback
+
+
 cdef void _log_callback(ggml_log_level level, const char * text, void * user_data) noexcept nogil:
     cdef int lvl = <int>level
     if not _log_enabled or text == NULL:
         return
+    if lvl == GGML_LOG_LEVEL_ERROR:
+        pyllama_note_error(text)
     if lvl == GGML_LOG_LEVEL_CONT:
         lvl = _log_last_level
     if lvl < _log_min_level:
@@ -76,6 +108,7 @@ def _shutdown_logger():
     global _log_enabled
     _log_enabled = False
     llama_log_set(_silent_callback, NULL)
+    mtmd_helper_log_set(_silent_callback, NULL)
 
 
 def _install_logger():
@@ -85,6 +118,7 @@ def _install_logger():
         level = int(env) if env.isdigit() else _logging.getLevelName(env.upper())
         set_log_level(level if isinstance(level, int) else _logging.INFO)
     llama_log_set(_log_callback, NULL)
+    mtmd_helper_log_set(_log_callback, NULL)  # mtmd and clip have their own logger
     # Background threads may still log while the interpreter finalises; after
     # exit the callback must not try to take the GIL.
     atexit.register(_shutdown_logger)

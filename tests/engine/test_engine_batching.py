@@ -4,14 +4,12 @@ running streams, and cached prefixes are reused."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from pyllama import _native
-from pyllama.engine import Chunk, Done, Engine, GenerateRequest, RequestHandle, SamplingOptions
-from pyllama.engine.slots import common_prefix
+from pyllama.engine import Chunk, Done, Engine, Event, GenerateRequest, SamplingOptions
 
 from engineutil import collect, greedy
 
@@ -50,44 +48,60 @@ def test_concurrent_requests_match_sequential_ones(engine4: Engine, eog_ban: dic
                 break
 
 
-def _consume(handle: RequestHandle, log: list[tuple[float, int]]) -> None:
-    for event in handle:
-        if isinstance(event, Chunk) and event.tokens:
-            log.append((time.perf_counter(), len(event.tokens)))
-
-
 def test_long_prompt_does_not_stall_running_streams(engine_model: _native.Model, eog_ban: dict[int, float]) -> None:
+    """While a long prompt is evaluated in n_batch-sized pieces, every step
+    also carries one token for each running stream. Counted in engine steps,
+    not seconds: the loop thread logs the end of each step and hands over
+    each event as it happens (``forward``), so the log is in engine order
+    however busy the machine is."""
     with Engine(engine_model, n_ctx=3 * 2048, n_parallel=3, n_batch=256, n_threads=1) as engine:
-        logs: list[list[tuple[float, int]]] = [[], []]
+        log: list[tuple[str, int]] = []
+        generating = {name: threading.Event() for name in ("a", "b")}
+        finished = {name: threading.Event() for name in ("a", "b", "long")}
+        finals: dict[str, Event] = {}
+
+        def sink(name: str) -> Callable[[Event], None]:
+            def put(event: Event) -> None:
+                if isinstance(event, Chunk):
+                    if event.tokens:
+                        log.append((name, len(event.tokens)))
+                        if name in generating:
+                            generating[name].set()
+                else:
+                    finals[name] = event
+                    finished[name].set()
+            return put
+
+        engine.call_after_each_step(lambda: log.append(("step", 0)))
         streams = [engine.submit(p, greedy(num_predict=500, logit_bias=eog_ban)) for p in PROMPTS[:2]]
-        threads = [threading.Thread(target=_consume, args=(h, log)) for h, log in zip(streams, logs)]
-        for t in threads:
-            t.start()
-        while min(len(log) for log in logs) < 2:
-            time.sleep(0.01)
+        for name, handle in zip("ab", streams):
+            handle.forward(sink(name))
+        for event in generating.values():
+            assert event.wait(120)
         long_prompt = " ".join(f"Item {i} is a {['red', 'green', 'blue'][i % 3]} box." for i in range(160))
         n_long = len(engine.tokenize(long_prompt))
         assert 1400 < n_long < 2000
-        submitted = time.perf_counter()
+        log.append(("submitted", 0))  # before the loop can see the request
         long = engine.submit(long_prompt, greedy(num_predict=3))
-        first = None
-        for event in long:
-            if isinstance(event, Chunk) and event.tokens and first is None:
-                first = time.perf_counter()
-            if isinstance(event, Done):
-                assert event.prompt_eval_count == n_long
-        for h in streams:
-            h.cancel()
-        for t in threads:
-            t.join()
-        assert first is not None
-        # The prompt takes ceil(n_long / 254) = 6 steps and every step also
-        # carries one token per stream. Stalling (the whole prompt in one
-        # decode) would leave them at most one token in this window; allow
-        # the consumer threads to see the last couple of tokens late.
-        for log in logs:
-            during = sum(n for at, n in log if submitted <= at <= first)
-            assert during >= n_long // 256 - 2, (during, n_long)
+        long.forward(sink("long"))
+        assert finished["long"].wait(300)
+        for handle in streams:
+            handle.cancel()
+        for name in "ab":
+            assert finished[name].wait(60)
+        engine.call_after_each_step(None)
+    done = finals["long"]
+    assert isinstance(done, Done) and done.prompt_eval_count == n_long
+    start = log.index(("submitted", 0))
+    first = next(i for i, (who, _) in enumerate(log) if who == "long")
+    window = log[start + 1:first]
+    # Each step's batch holds one token per stream and 254 prompt tokens, so
+    # the prompt needs n_prefill steps; the long request's first token is
+    # sampled in the last of them, after the streams' tokens of that step.
+    n_prefill = -(-n_long // (256 - 2))
+    assert sum(1 for who, _ in window if who == "step") >= n_prefill - 1, window
+    for name in "ab":
+        assert sum(n for who, n in window if who == name) >= n_prefill, (name, n_prefill, window)
 
 
 def test_second_request_evaluates_only_the_new_tokens(engine2: Engine) -> None:
@@ -98,7 +112,9 @@ def test_second_request_evaluates_only_the_new_tokens(engine2: Engine) -> None:
     assert first.prompt_eval_count == len(engine2.tokenize(first_prompt)) - first.cached_tokens
     _, second = collect(engine2.submit(second_prompt, greedy(num_predict=4)))
     a, b = engine2.tokenize(first_prompt), engine2.tokenize(second_prompt)
-    n_common = common_prefix(a, b)
+    # The prompts part at " the" / " grass": everything before is shared, token for token.
+    n_common = len(engine2.tokenize(shared + "\nQuestion: what colour is"))
+    assert a[:n_common] == b[:n_common] and a[n_common] != b[n_common]
     assert n_common > 200
     assert second.cached_tokens == n_common
     assert second.prompt_eval_count == len(b) - n_common

@@ -138,6 +138,29 @@ def test_kv_cache_full_fails_only_the_slot_that_does_not_fit(engine2: Engine, mo
     assert first.result(timeout=60).done.done_reason == "length"
 
 
+def test_really_full_kv_cells_end_only_that_slot(engine_model: _native.Model, eog_ban: dict[int, float]) -> None:
+    """The test above without the fake: four slots of 256 KV cells, all
+    generating at once. Two, with shifting off, use every cell of their
+    sequence and end there with "length"; the other two shift past their
+    windows and run to num_predict, unaffected."""
+    with Engine(engine_model, n_ctx=4 * 256, n_parallel=4, n_batch=128, n_threads=1) as engine:
+        assert engine.n_ctx_slot == 256
+        prompts = ["Count slowly: one, two, three,", "List the planets:", "The alphabet is a, b, c,", "Say hello"]
+        lengths = [len(engine.tokenize(p)) for p in prompts]
+        handles = [engine.submit(GenerateRequest(prompt=p, shift=i >= 2, options=SamplingOptions(
+            temperature=0, num_predict=270, logit_bias=eog_ban))) for i, p in enumerate(prompts)]
+        results = [collect(h) for h in handles]
+        for i, (chunks, done) in enumerate(results):
+            assert done.done_reason == "length"
+            if i < 2:
+                # Every cell holds a token; the last sampled token is sent but never decoded.
+                assert done.eval_count == 256 - lengths[i] + 1, (i, done)
+            else:
+                assert done.eval_count == 270 and sum(len(c.tokens) for c in chunks) == 270
+        # llama.cpp agrees: the two sequences that ended are full to the last position.
+        assert [engine.ctx.seq_pos_max(s) for s in range(4)].count(255) >= 2
+
+
 def test_close_ends_pending_requests(engine_model: _native.Model, eog_ban: dict[int, float]) -> None:
     engine = Engine(engine_model, n_ctx=256, n_parallel=1, n_threads=1)
     with pytest.raises(EngineClosedError, match="not running"):

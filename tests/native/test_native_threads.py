@@ -1,6 +1,7 @@
 """The GIL is released during decode; abort() works from another thread."""
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -10,31 +11,40 @@ from pyllama import _native
 
 
 def test_python_thread_runs_while_decode_works(model):
-    """While a worker is inside decode, the main thread keeps executing
-    Python. If decode held the GIL, the main thread could never observe the
-    worker's in-decode flag set (it is set just before the call)."""
+    """While a worker is inside decode, the main thread runs Python.
+
+    Forced thread switches are turned off (a switch interval far longer than
+    the test), so the main thread gets the GIL only when the worker gives it
+    up. The main thread marks that it ran; right after each decode returns,
+    the worker looks at the mark. If decode let the GIL go, the main thread
+    ran during it and the worker sees the mark; if decode held the GIL, the
+    worker never gives it up until it exits and sees no mark after any of
+    its decodes. No clock is read."""
     ctx = _native.Context(model, n_ctx=2048, n_batch=512, n_threads=1)
     batch = _native.Batch(512)
     batch.add_sequence(np.full(500, 28, dtype=np.int32), 0, 0)
-    in_decode = threading.Event()
-    done = threading.Event()
+    main_ran = threading.Event()
+    seen: list[bool] = []
 
     def worker():
-        for _ in range(3):
+        for _ in range(20):  # chances for the OS to schedule the main thread
             ctx.seq_rm(0)
-            in_decode.set()
             ctx.decode(batch)
-            in_decode.clear()
-        done.set()
+            if main_ran.is_set():
+                seen.append(True)
+                return
+        seen.append(False)
 
-    t = threading.Thread(target=worker)
-    observed = 0
-    t.start()
-    while not done.is_set():
-        if in_decode.is_set():
-            observed += 1
-    t.join()
-    assert observed > 1000, f"main thread ran only {observed} times during decode"
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        main_ran.set()
+        t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert seen == [True], "the main thread could not run while decode worked: decode holds the GIL"
 
 
 def test_abort_from_another_thread(model):

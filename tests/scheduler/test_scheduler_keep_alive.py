@@ -53,10 +53,16 @@ def test_keep_alive_expiry_and_zero(smollm2: ModelRef) -> None:
     async def main() -> None:
         sched = scheduler(keep_alive="1s")
         try:
-            await complete(sched, smollm2, "Hello", 2)
+            # expires_at is the request's end plus keep_alive: bracketed by
+            # clock readings taken around the request, not compared with "now".
+            before = time.time()
+            await complete(sched, smollm2, "Hello", 2, keep_alive="10m")
+            after = time.time()
             [loaded] = sched.ps()
-            assert loaded.name == "smollm2:latest" and loaded.expires_at > time.time()
-            # The default (1s here) runs out: the runner is unloaded by itself.
+            assert loaded.name == "smollm2:latest" and before + 600 <= loaded.expires_at <= after + 600
+            # A request without keep_alive sets the default (1s here) again;
+            # it runs out and the runner is unloaded by itself.
+            await complete(sched, smollm2, "Hello", 2)
             await wait_until(lambda: not sched.ps(), timeout=30)
 
             # keep_alive 0: unloaded as soon as the request ends.
@@ -83,9 +89,11 @@ def test_load_and_unload_without_a_prompt(smollm2: ModelRef) -> None:
     async def main() -> None:
         sched = scheduler()  # default keep_alive 5m
         try:
+            before = time.time()
             await sched.load(smollm2)
+            after = time.time()
             [loaded] = sched.ps()
-            assert 280 < loaded.expires_at - time.time() <= 300
+            assert before + 300 <= loaded.expires_at <= after + 300
             entry = loaded.as_dict()
             assert set(entry) == {"name", "model", "size", "digest", "details", "expires_at", "size_vram",
                                   "context_length"}

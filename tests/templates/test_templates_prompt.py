@@ -160,26 +160,40 @@ def test_capabilities_from_jinja(jinja_templates: Any) -> None:
         "completion", "tools", "insert", "vision", "thinking"]
 
 
-def _ollama_linear_fit(msgs: list[dict[str, Any]], num_ctx: int) -> str:
-    """Ollama's chatPrompt loop, written out plainly, for comparison."""
-    n = len(msgs) - 1
-    system: list[dict[str, Any]] = []
-    for i in range(n - 1, -1, -1):
-        system = [m for m in msgs[:i] if m["role"] == "system"]
-        if len(build_prompt(CHATML, system + msgs[i:]).prompt) > num_ctx:
-            break
-        n = i
-    return build_prompt(CHATML, system + msgs[n:]).prompt
+def _chatml_by_hand(msgs: list[dict[str, Any]]) -> str:
+    """chatml.gotmpl written out as string formatting. As in Ollama,
+    consecutive messages of one role are first joined with a blank line."""
+    blocks: list[tuple[str, str]] = []
+    for m in msgs:
+        if blocks and blocks[-1][0] == m["role"]:
+            blocks[-1] = (m["role"], blocks[-1][1] + "\n\n" + m["content"])
+        else:
+            blocks.append((m["role"], m["content"]))
+    return "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in blocks) + "<|im_start|>assistant\n"
 
 
-@pytest.mark.parametrize("num_ctx", [1, 150, 400, 900, 100_000])
-def test_truncation_matches_ollamas_loop(num_ctx: int) -> None:
+# Rendered lengths (characters) of the 14 messages below, in order:
+# 35 35 47 49 61 63 75 36 77 89 91 103 116 129, plus 22 for the closing
+# "<|im_start|>assistant\n"; the two system messages side by side make one
+# block of 43 (not 35 + 36). Ollama's loop keeps the last message, then adds
+# older ones while the prompt (with every system message before the first
+# kept one) still fits.
+@pytest.mark.parametrize(("num_ctx", "kept", "length"), [
+    (1, [0, 7, 13], 194),              # the last message stays even when nothing fits
+    (150, [0, 7, 13], 194),
+    (400, [0, 7, 12, 13], 310),        # adding message 11 (103) would make 413
+    (900, [0, *range(4, 14)], 897),    # adding message 3 (49) would make 946
+    (100_000, list(range(14)), 1028),
+])
+def test_truncation_matches_ollamas_loop(num_ctx: int, kept: list[int], length: int) -> None:
     msgs: list[dict[str, Any]] = [{"role": "system", "content": "first"}]
     for i in range(12):
         msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * (i + 1)})
         if i == 5:
             msgs.append({"role": "system", "content": "middle"})
-    assert build_prompt(CHATML, msgs, num_ctx=num_ctx, count_tokens=len).prompt == _ollama_linear_fit(msgs, num_ctx)
+    expected = _chatml_by_hand([msgs[i] for i in kept])
+    assert len(expected) == length
+    assert build_prompt(CHATML, msgs, num_ctx=num_ctx, count_tokens=len).prompt == expected
 
 
 def test_load_chat_templates_is_cached(vocab_model: Any) -> None:

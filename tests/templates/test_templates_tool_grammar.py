@@ -10,7 +10,7 @@ from templatesutil import WEATHER_TOOL
 
 from pyllama.engine import GrammarTrigger
 from pyllama.engine.sampling import build_sampler, lazy_grammar_triggers
-from pyllama.server.inference import sampling_options
+from pyllama.server.checks import sampling_options
 from pyllama.templates import build_prompt
 
 ASK = [{"role": "user", "content": "Weather in Paris?"}]

@@ -29,6 +29,10 @@ cdef extern from "llama.h" nogil:
         pass
     struct llama_batch_ext:
         pass
+    struct llama_embd:
+        const float * data
+        size_t n_rows
+        size_t n_embd
 
     cdef enum llama_vocab_type:
         LLAMA_VOCAB_TYPE_NONE
@@ -202,6 +206,7 @@ cdef extern from "llama.h" nogil:
     int32_t llama_model_n_ctx_train(const llama_model * model)
     int32_t llama_model_n_embd(const llama_model * model)
     int32_t llama_model_n_embd_out(const llama_model * model)
+    int32_t llama_model_n_embd_inp(const llama_model * model)
     int32_t llama_model_n_layer(const llama_model * model)
     int32_t llama_model_n_head(const llama_model * model)
     int32_t llama_model_n_head_kv(const llama_model * model)
@@ -268,6 +273,7 @@ cdef extern from "llama.h" nogil:
     void llama_batch_ext_free(llama_batch_ext * batch)
     void llama_batch_ext_clear(llama_batch_ext * batch)
     int32_t llama_batch_ext_add_token(llama_batch_ext * batch, llama_seq_id seq_id, llama_token id)
+    int32_t llama_batch_ext_add_embd(llama_batch_ext * batch, llama_seq_id seq_id, llama_embd embd)
     bint llama_batch_ext_add_seq(llama_batch_ext * batch, int32_t idx, llama_seq_id seq_id)
     bint llama_batch_ext_set_output_logits(llama_batch_ext * batch, int32_t idx, bint value)
     bint llama_batch_ext_set_pos(llama_batch_ext * batch, int32_t idx, const llama_pos * pos)

@@ -37,7 +37,7 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def _unreachable(self) -> CLIError:
+    def unreachable(self) -> CLIError:
         return CLIError(f"could not connect to pyllama server at {self.base_url}, is it running? "
                         "Start it with `pyllama serve`")
 
@@ -45,7 +45,7 @@ class Client:
         try:
             response = self.http.request(method, path, json=body)
         except httpx.ConnectError:
-            raise self._unreachable() from None
+            raise self.unreachable() from None
         except httpx.HTTPError as exc:
             raise CLIError(str(exc)) from None
         if response.status_code >= 400:
@@ -53,6 +53,19 @@ class Client:
         if not response.content:
             return None
         return response.json()
+
+    def reachable(self) -> bool:
+        try:
+            self.http.get("/", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def _dropped(self) -> CLIError:
+        """The connection ended in the middle of a response."""
+        if not self.reachable():
+            return CLIError("the server shut down")
+        return CLIError("the server closed the connection before the response was complete")
 
     def stream(self, path: str, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """POST and yield each NDJSON object; an ``error`` line raises."""
@@ -69,6 +82,8 @@ class Client:
                         raise CLIError(str(item["error"]))
                     yield item
         except httpx.ConnectError:
-            raise self._unreachable() from None
+            raise self.unreachable() from None
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            raise self._dropped() from None
         except httpx.HTTPError as exc:
             raise CLIError(str(exc)) from None

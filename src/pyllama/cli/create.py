@@ -20,14 +20,17 @@ def _upload(client: Client, digest: str, path: Path) -> None:
         with path.open("rb") as fh:
             response = client.http.post(f"/api/blobs/{digest}", content=iter(lambda: fh.read(1 << 20), b""))
     except httpx.ConnectError:
-        raise CLIError(f"could not connect to pyllama server at {client.base_url}, is it running? "
-                       "Start it with `pyllama serve`") from None
+        raise client.unreachable() from None
     if response.status_code >= 400:
         raise CLIError(response.json().get("error", f"uploading {path} failed"))
     print(f"copying file {digest} 100%")
 
 
-def create_request(client: Client, model: str, modelfile: Path, quantize: str | None) -> dict[str, Any]:
+def create_request(client: Client, model: str, modelfile: Path, quantize: str | None,
+                   draft_quantize: str | None = None) -> dict[str, Any]:
+    """Upload what the Modelfile names and return the /api/create body."""
+    if draft_quantize:
+        raise CLIError("--draft-quantize is not supported by pyllama: a DRAFT model is used as it was created")
     if not modelfile.is_file():
         raise CLIError(f"open {modelfile}: no such file or directory")
     try:

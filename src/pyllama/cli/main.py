@@ -1,235 +1,184 @@
-"""`pyllama` command line: argument parsing and one function per command."""
+"""The `pyllama` command: Ollama's commands and flags (see docs/cli.md),
+parsed by ``cli.flags`` and run against the server over HTTP."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import difflib
 import sys
-from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from collections.abc import Sequence
 
 from pyllama import __version__
+from pyllama.cli import models
 from pyllama.cli.client import CLIError, Client
-from pyllama.cli.format import human_age, human_bytes, human_until, table
-from pyllama.cli.progress import show_progress
+from pyllama.cli.flags import (
+    Command,
+    Flag,
+    HelpRequested,
+    UsageError,
+    command_help,
+    parse,
+    root_help,
+    split_command,
+)
 
+PROGRAM = "pyllama"
+SHORT = "Large language model runner"
+
+HOST_ENV = (("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434); falls back to OLLAMA_HOST"),)
+
+#: serve's flags and the variables they set (ours; `ollama serve` reads only the environment).
 SERVE_FLAGS = {
-    "host": "PYLLAMA_HOST", "models": "PYLLAMA_MODELS", "keep_alive": "PYLLAMA_KEEP_ALIVE",
-    "num_parallel": "PYLLAMA_NUM_PARALLEL", "max_loaded_models": "PYLLAMA_MAX_LOADED_MODELS",
-    "max_queue": "PYLLAMA_MAX_QUEUE", "context_length": "PYLLAMA_CONTEXT_LENGTH",
-    "origins": "PYLLAMA_ORIGINS", "flash_attention": "PYLLAMA_FLASH_ATTENTION",
-    "kv_cache_type": "PYLLAMA_KV_CACHE_TYPE",
+    "host": ("PYLLAMA_HOST", "IP address and port to listen on"),
+    "models": ("PYLLAMA_MODELS", "The path to the models directory"),
+    "keep-alive": ("PYLLAMA_KEEP_ALIVE", "The duration that models stay loaded in memory"),
+    "num-parallel": ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model"),
+    "max-loaded-models": ("PYLLAMA_MAX_LOADED_MODELS", "Maximum number of loaded models"),
+    "max-queue": ("PYLLAMA_MAX_QUEUE", "Maximum number of queued requests"),
+    "context-length": ("PYLLAMA_CONTEXT_LENGTH", "Context length to use unless otherwise specified"),
+    "origins": ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
+    "flash-attention": ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
+    "kv-cache-type": ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (f16, q8_0, q4_0)"),
 }
 
+SERVE_ENV = (
+    ("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434)"),
+    ("PYLLAMA_CONTEXT_LENGTH", "Context length to use unless otherwise specified (default: 4096)"),
+    ("PYLLAMA_KEEP_ALIVE", 'The duration that models stay loaded in memory (default "5m")'),
+    ("PYLLAMA_MAX_LOADED_MODELS", "Maximum number of loaded models (default: memory decides)"),
+    ("PYLLAMA_MAX_QUEUE", "Maximum number of queued requests (default: 512)"),
+    ("PYLLAMA_MODELS", "The path to the models directory (default ~/.pyllama/models)"),
+    ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 1)"),
+    ("PYLLAMA_NOPRUNE", "Do not prune model blobs on startup"),
+    ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
+    ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
+    ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
+    ("PYLLAMA_NUM_THREADS", "Decode threads per model runner (default: all cores)"),
+    ("", "Each PYLLAMA_X falls back to OLLAMA_X when unset."),
+)
 
-def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the server; flags override PYLLAMA_*/OLLAMA_* variables."""
-    import uvicorn
-
-    from pyllama.config import Config
-
-    for flag, var in SERVE_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            os.environ[var] = str(value)
-    config = Config.from_env()
-    uvicorn.run("pyllama.server.app:create_app", factory=True, host=config.host, port=config.port,
-                log_level="warning" if not args.verbose else "info", access_log=args.verbose)
-    return 0
-
-
-def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    models = client.request("GET", "/api/tags")["models"]
-    rows = [(m["name"], m["digest"][:12], human_bytes(m["size"]), human_age(m["modified_at"])) for m in models]
-    print(table(("NAME", "ID", "SIZE", "MODIFIED"), rows))
-    return 0
+INSECURE = Flag("insecure", "Use an insecure registry")
+VERBOSE = Flag("verbose", "Show timings for response")
+NOWORDWRAP = Flag("nowordwrap", "Don't wrap words to the next line automatically")
 
 
-def _processor(model: dict[str, Any]) -> str:
-    size, vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
-    if size == 0 or vram == 0:
-        return "100% CPU"
-    if vram >= size:
-        return "100% GPU"
-    cpu = round(100 * (size - vram) / size)
-    return f"{cpu}%/{100 - cpu}% CPU/GPU"
-
-
-def cmd_ps(args: argparse.Namespace, client: Client) -> int:
-    models = client.request("GET", "/api/ps")["models"]
-    rows = [(m["name"], m["digest"][:12], human_bytes(m["size"]), _processor(m),
-             str(m.get("context_length") or ""), human_until(m["expires_at"])) for m in models]
-    print(table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows))
-    return 0
-
-
-def _show_info(info: dict[str, Any]) -> str:
-    details = info.get("details") or {}
-    model_info = info.get("model_info") or {}
-    arch = model_info.get("general.architecture", details.get("family", ""))
-    lines = ["  Model"]
-    rows = [("architecture", arch), ("parameters", details.get("parameter_size", "")),
-            ("context length", model_info.get(f"{arch}.context_length", "")),
-            ("embedding length", model_info.get(f"{arch}.embedding_length", "")),
-            ("quantization", details.get("quantization_level", ""))]
-    lines += [f"    {k:<20}{v}" for k, v in rows if v not in ("", None)]
-    if info.get("capabilities"):
-        lines += ["", "  Capabilities"] + [f"    {c}" for c in info["capabilities"]]
-    if info.get("parameters"):
-        lines += ["", "  Parameters"] + [f"    {line}" for line in info["parameters"].splitlines()]
-    if info.get("system"):
-        lines += ["", "  System"] + [f"    {line}" for line in info["system"].splitlines()[:4]]
-    if info.get("license"):
-        lines += ["", "  License"] + [f"    {line}" for line in info["license"].splitlines()[:2]]
-    return "\n".join(lines)
-
-
-def cmd_show(args: argparse.Namespace, client: Client) -> int:
-    info = client.request("POST", "/api/show", {"model": args.model, "verbose": args.verbose})
-    for flag in ("license", "modelfile", "parameters", "template", "system"):
-        if getattr(args, flag):
-            print(info.get(flag, ""))
-            return 0
-    print(_show_info(info))
-    if args.verbose:
-        print("\n  Metadata")
-        for key, value in sorted((info.get("model_info") or {}).items()):
-            print(f"    {key:<40}{json.dumps(value) if not isinstance(value, str) else value}")
-    return 0
-
-
-def _transfer(client: Client, path: str, body: dict[str, Any]) -> int:
-    last = show_progress(client.stream(path, body), Console(stderr=True, highlight=False))
-    return 0 if last.get("status") == "success" else 1
-
-
-def cmd_pull(args: argparse.Namespace, client: Client) -> int:
-    return _transfer(client, "/api/pull", {"model": args.model, "insecure": args.insecure})
-
-
-def cmd_push(args: argparse.Namespace, client: Client) -> int:
-    return _transfer(client, "/api/push", {"model": args.model, "insecure": args.insecure})
-
-
-def cmd_create(args: argparse.Namespace, client: Client) -> int:
-    from pyllama.cli.create import create_request
-
-    body = create_request(client, args.model, Path(args.file), args.quantize)
-    return _transfer(client, "/api/create", body)
-
-
-def cmd_cp(args: argparse.Namespace, client: Client) -> int:
-    client.request("POST", "/api/copy", {"source": args.source, "destination": args.destination})
-    print(f"copied '{args.source}' to '{args.destination}'")
-    return 0
-
-
-def cmd_rm(args: argparse.Namespace, client: Client) -> int:
-    for name in args.models:
-        if _loaded(client, name):  # a loaded model is stopped first, as Ollama does
-            client.request("POST", "/api/generate", {"model": name, "keep_alive": 0})
-        client.request("DELETE", "/api/delete", {"model": name})
-        print(f"deleted '{name}'")
-    return 0
-
-
-def _loaded(client: Client, name: str) -> bool:
-    try:
-        models = client.request("GET", "/api/ps")["models"]
-    except CLIError:
-        return False
-    wanted = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-    return any(m.get("name") in (name, wanted) for m in models)
-
-
-def cmd_stop(args: argparse.Namespace, client: Client) -> int:
-    if not _loaded(client, args.model):
-        raise CLIError(f"couldn't find model \"{args.model}\" to stop")
-    client.request("POST", "/api/generate", {"model": args.model, "keep_alive": 0})
-    return 0
-
-
-def cmd_run(args: argparse.Namespace, client: Client) -> int:
+def _run(args: argparse.Namespace, client: Client) -> int:
     from pyllama.cli.run import run
 
     return run(args, client)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyllama", description="Large language model runner")
-    parser.add_argument("-v", "--version", action="store_true", help="show version information")
-    sub = parser.add_subparsers(dest="command", metavar="command")
+def _serve(args: argparse.Namespace, client: Client | None) -> int:
+    from pyllama.cli.serve import serve
 
-    p = sub.add_parser("serve", aliases=["start"], help="start pyllama")
-    for flag in SERVE_FLAGS:
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None)
-    p.add_argument("--verbose", action="store_true", help="log every request")
-
-    p = sub.add_parser("create", help="create a model from a Modelfile")
-    p.add_argument("model")
-    p.add_argument("-f", "--file", default="Modelfile", help="name of the Modelfile (default: Modelfile)")
-    p.add_argument("-q", "--quantize", default=None, help="quantize model to this level (e.g. q4_K_M)")
-
-    p = sub.add_parser("show", help="show information for a model")
-    p.add_argument("model")
-    for flag in ("license", "modelfile", "parameters", "template", "system"):
-        p.add_argument(f"--{flag}", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true", help="show detailed model information")
-
-    p = sub.add_parser("run", help="run a model")
-    p.add_argument("model")
-    p.add_argument("prompt", nargs="*")
-    p.add_argument("--format", default="", help='response format (e.g. json)')
-    p.add_argument("--keepalive", default=None, help="duration to keep a model loaded (e.g. 5m)")
-    p.add_argument("--think", nargs="?", const="true", default=None,
-                   help="enable thinking; optionally a level: low, medium, high")
-    p.add_argument("--hidethinking", action="store_true", help="hide thinking output")
-    p.add_argument("--verbose", action="store_true", help="show timings for the response")
-    p.add_argument("--nowordwrap", action="store_true", help="don't wrap words")
-    p.add_argument("--insecure", action="store_true", help="use an insecure registry")
-
-    p = sub.add_parser("stop", help="stop a running model")
-    p.add_argument("model")
-    for name in ("pull", "push"):
-        p = sub.add_parser(name, help=f"{name} a model {'from' if name == 'pull' else 'to'} a registry")
-        p.add_argument("model")
-        p.add_argument("--insecure", action="store_true", help="use an insecure registry")
-    sub.add_parser("list", aliases=["ls"], help="list models")
-    sub.add_parser("ps", help="list running models")
-    p = sub.add_parser("cp", help="copy a model")
-    p.add_argument("source")
-    p.add_argument("destination")
-    p = sub.add_parser("rm", help="remove a model")
-    p.add_argument("models", nargs="+")
-    return parser
+    overrides = {var: getattr(args, name.replace("-", "_")) for name, (var, _) in SERVE_FLAGS.items()}
+    return serve({var: value for var, value in overrides.items() if value is not None}, verbose=args.verbose)
 
 
-COMMANDS = {"list": cmd_list, "ls": cmd_list, "ps": cmd_ps, "show": cmd_show, "pull": cmd_pull,
-            "push": cmd_push, "create": cmd_create, "cp": cmd_cp, "rm": cmd_rm, "stop": cmd_stop,
-            "run": cmd_run}
+COMMANDS = (
+    Command("serve", "serve", "Start pyllama", _serve, aliases=("start",), max_args=0, env=SERVE_ENV, flags=(
+        *(Flag(name, f"{text} (sets {var})", kind="string") for name, (var, text) in SERVE_FLAGS.items()),
+        Flag("verbose", "Log every request"),
+    )),
+    Command("create", "create MODEL", "Create a model", models.cmd_create, min_args=1, max_args=1, env=HOST_ENV,
+            flags=(Flag("file", 'Name of the Modelfile (default "Modelfile")', kind="string", short="f"),
+                   Flag("quantize", "Quantize model to this level (e.g. q4_K_M)", kind="string", short="q"),
+                   Flag("draft-quantize", "Quantize draft model to this level", kind="string", hidden=True),
+                   Flag("experimental", "Enable experimental safetensors model creation", hidden=True))),
+    Command("show", "show MODEL", "Show information for a model", models.cmd_show, min_args=1, max_args=1,
+            env=HOST_ENV, flags=(
+                Flag("license", "Show license of a model"), Flag("modelfile", "Show Modelfile of a model"),
+                Flag("parameters", "Show parameters of a model"), Flag("template", "Show template of a model"),
+                Flag("system", "Show system message of a model"),
+                Flag("verbose", "Show detailed model information", short="v"))),
+    Command("run", "run MODEL [PROMPT]", "Run a model", _run, min_args=1, env=(
+        *HOST_ENV, ("PYLLAMA_NOHISTORY", "Do not preserve readline history; falls back to OLLAMA_NOHISTORY")),
+            flags=(Flag("keepalive", "Duration to keep a model loaded (e.g. 5m)", kind="string"), VERBOSE, INSECURE,
+                   NOWORDWRAP, Flag("format", "Response format (e.g. json)", kind="string", default=""),
+                   Flag("think", "Enable thinking mode: true/false or high/medium/low for supported models",
+                        kind="string", implied="true"),
+                   Flag("hidethinking", "Hide thinking output (if provided)"),
+                   Flag("truncate", "For embedding models: truncate inputs exceeding context length "
+                        "(default: true). Set --truncate=false to error instead"),
+                   Flag("dimensions", "Truncate output embeddings to specified dimension (embedding models only)",
+                        kind="int", default=0))),
+    Command("stop", "stop MODEL", "Stop a running model", models.cmd_stop, min_args=1, max_args=1, env=HOST_ENV),
+    Command("pull", "pull MODEL", "Pull a model from a registry", models.cmd_pull, min_args=1, max_args=1,
+            env=HOST_ENV, flags=(INSECURE,)),
+    Command("push", "push MODEL", "Push a model to a registry", models.cmd_push, min_args=1, max_args=1,
+            env=HOST_ENV, flags=(INSECURE,)),
+    Command("list", "list", "List models", models.cmd_list, aliases=("ls",), env=HOST_ENV),
+    Command("ps", "ps", "List running models", models.cmd_ps, env=HOST_ENV),
+    Command("cp", "cp SOURCE DESTINATION", "Copy a model", models.cmd_cp, min_args=2, max_args=2, env=HOST_ENV),
+    Command("rm", "rm MODEL [MODEL...]", "Remove a model", models.cmd_rm, min_args=1, env=HOST_ENV),
+)
+
+ROOT_FLAGS = (Flag("version", "Show version information", short="v"),)
+
+NAMES = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        print(f"pyllama version is {__version__}")
+def _unknown(name: str) -> UsageError:
+    message = f'unknown command "{name}" for "{PROGRAM}"'
+    close = difflib.get_close_matches(name, list(NAMES), n=3, cutoff=0.6)
+    if close:
+        message += "\n\nDid you mean this?\n" + "".join(f"\t{c}\n" for c in close)
+    return UsageError(message)
+
+
+def _help_topic(args: Sequence[str]) -> str:
+    """``pyllama help [COMMAND]``."""
+    if not args:
+        return root_help(PROGRAM, SHORT, COMMANDS, ROOT_FLAGS)
+    command = NAMES.get(args[0])
+    if command is None:
+        return f"Unknown help topic [`{args[0]}`]\n" + root_help(PROGRAM, SHORT, COMMANDS, ROOT_FLAGS)
+    return command_help(PROGRAM, command)
+
+
+def _root(argv: list[str]) -> int:
+    """``pyllama`` with no command: ``help [COMMAND]``, ``--version`` or the help text."""
+    first = next((a for a in argv[: argv.index("--") if "--" in argv else len(argv)] if not a.startswith("-")), None)
+    if first == "help":
+        sys.stdout.write(_help_topic([a for a in argv[argv.index("help") + 1:] if not a.startswith("-")]))
         return 0
-    if args.command is None:
-        parser.print_help()
-        return 0
-    if args.command in ("serve", "start"):
-        return cmd_serve(args)
+    if first is not None:
+        raise _unknown(first)
+    try:
+        root = parse(ROOT_FLAGS, argv)
+    except HelpRequested:
+        root = argparse.Namespace(version=False, args=[])
+    if root.args:
+        raise _unknown(root.args[0])
+    if root.version:
+        # This package's version: the server's /api/version names the Ollama API level it speaks.
+        print(f"{PROGRAM} version is {__version__}")
+    else:
+        sys.stdout.write(root_help(PROGRAM, SHORT, COMMANDS, ROOT_FLAGS))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, rest = split_command(argv, NAMES)
+    try:
+        if command is None:
+            return _root(argv)
+        try:
+            args = parse(command.flags, rest)
+        except HelpRequested:
+            sys.stdout.write(command_help(PROGRAM, command))
+            return 0
+        command.check_count(args.args)
+    except UsageError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    assert command.run is not None
+    if command.name == "serve":
+        return command.run(args, None)
     client = Client()
     try:
-        return COMMANDS[args.command](args, client)
+        return command.run(args, client)
     except CLIError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -3,11 +3,19 @@ slash commands, with line editing and history from `readline`."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from pyllama.cli.client import CLIError, Client
+from pyllama.cli.models import cmd_list
+from pyllama.cli.session import Session, chat_turn, load_model
+from pyllama.cli.show import show_info
+from pyllama.config import parse_bool
+from pyllama.store.names import is_valid_name
+from pyllama.options import OPTIONS, parse_parameter_text
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -17,6 +25,7 @@ HELP = """Available Commands:
   /clear          Clear session context
   /bye            Exit
   /?, /help       Help for a command
+  /? shortcuts    Help for keyboard shortcuts
 
 Use \"\"\" to begin a multi-line message.
 """
@@ -45,21 +54,51 @@ SHOW_HELP = """Available Commands:
   /show template     Show prompt template
 """
 
+SHORTCUTS_HELP = """Available keyboard shortcuts:
+  Ctrl + a            Move to the beginning of the line (Home)
+  Ctrl + e            Move to the end of the line (End)
+   Alt + b            Move back (left) one word
+   Alt + f            Move forward (right) one word
+  Ctrl + k            Delete the sentence after the cursor
+  Ctrl + u            Delete the sentence before the cursor
+  Ctrl + w            Delete the word before the cursor
+
+  Ctrl + l            Clear the screen
+  Ctrl + c            Stop the model from responding
+  Ctrl + d            Exit pyllama (/bye)
+"""
+
+PARAMETERS_HELP = """Available Parameters:
+  /set parameter seed <int>             Random number seed
+  /set parameter num_predict <int>      Max number of tokens to predict
+  /set parameter top_k <int>            Pick from top k num of tokens
+  /set parameter top_p <float>          Pick token based on sum of probabilities
+  /set parameter min_p <float>          Pick token based on top token probability * min_p
+  /set parameter num_ctx <int>          Set the context size
+  /set parameter temperature <float>    Set creativity level
+  /set parameter repeat_penalty <float> How strongly to penalize repetitions
+  /set parameter repeat_last_n <int>    Set how far back to look for repetitions
+  /set parameter num_gpu <int>          The number of layers to send to the GPU
+  /set parameter stop <string> <string> ...   Set the stop parameters
+"""
+
+
+def _help(text: str) -> None:
+    """Ollama writes the help screens to stderr."""
+    print(text, file=sys.stderr)
+
 
 class Repl:
-    """One conversation with one model; state is what Ollama's REPL keeps."""
+    """One conversation; ``session`` is the state Ollama's REPL keeps."""
 
-    def __init__(self, client: Client, model: str, base: dict[str, Any], *, verbose: bool = False,
-                 hide_thinking: bool = False) -> None:
+    def __init__(self, client: Client, session: Session, capabilities: list[str], think_explicit: bool) -> None:
         self.client = client
-        self.model = model
-        self.base = dict(base)
-        self.verbose = verbose
-        self.hide_thinking = hide_thinking
-        self.system: str | None = None
-        self.options: dict[str, Any] = {}
-        self.messages: list[dict[str, Any]] = []
-        self.history = True
+        self.session = session
+        self.capabilities = capabilities
+        self.think_explicit = think_explicit
+        self.history = not any(parse_bool(os.environ.get(f"{p}NOHISTORY", "")) for p in ("PYLLAMA_", "OLLAMA_"))
+        self._readline: Any = None
+        self._history_file = Path.home() / ".pyllama" / "history"
         self._setup_readline()
 
     def _setup_readline(self) -> None:
@@ -67,43 +106,43 @@ class Repl:
             import readline
         except ImportError:  # not on every platform; input() still works
             return
-        self._history_file = Path.home() / ".pyllama" / "history"
+        self._readline = readline
         try:
             self._history_file.parent.mkdir(parents=True, exist_ok=True)
             if self._history_file.exists():
                 readline.read_history_file(self._history_file)
         except OSError:
             pass
-        self._readline = readline
 
     def _save_history(self) -> None:
-        readline = getattr(self, "_readline", None)
-        if readline is not None and self.history:
+        if self._readline is not None and self.history:
             try:
-                readline.write_history_file(self._history_file)
+                self._readline.write_history_file(self._history_file)
             except OSError:
                 pass
 
-    def _read(self) -> str | None:
-        """One user message; `\"\"\"` opens a block that ends on a line ending in `\"\"\"`."""
-        line = input(">>> ")
-        if not line.lstrip().startswith('"""'):
-            return line
-        text = line.lstrip()[3:]
-        if text.rstrip().endswith('"""') and len(text.rstrip()) >= 3:
-            return text.rstrip()[:-3]
-        lines = [text]
+    def _read_block(self, first: str) -> str:
+        """The rest of a \"\"\" block: lines until one ends with \"\"\"."""
+        lines = [first]
         while True:
-            more = input("... ")
-            if more.rstrip().endswith('"""'):
-                lines.append(more.rstrip()[:-3])
-                return "\n".join(lines).strip("\n")
-            lines.append(more)
+            line = input("... ")
+            if line.endswith('"""'):
+                lines.append(line[:-3])
+                return "\n".join(lines)
+            lines.append(line)
+
+    def _read(self) -> tuple[str, bool]:
+        """One input: (text, whether it was a \"\"\" block, which is never a command)."""
+        line = input(">>> ")
+        if line.startswith('"""'):
+            text = line[3:]
+            return (text[:-3] if text.endswith('"""') else self._read_block(text)), True
+        return line, False
 
     def loop(self) -> int:
         while True:
             try:
-                line = self._read()
+                line, block = self._read()
             except EOFError:
                 print()
                 self._save_history()
@@ -111,143 +150,211 @@ class Repl:
             except KeyboardInterrupt:
                 print("\nUse Ctrl + d or /bye to exit.")
                 continue
-            if line is None or not line.strip():
-                continue
-            if line.startswith("/"):
-                try:
-                    if self.command(line.strip()) == "exit":
+            try:
+                if line.startswith("/") and not block:
+                    if self.command(line) == "exit":
                         self._save_history()
                         return 0
-                except CLIError as exc:
-                    print(f"Error: {exc}")
-                continue
-            self.chat(line)
+                elif line:
+                    self.chat(line)
+            except KeyboardInterrupt:
+                print()
 
     def chat(self, text: str) -> None:
-        from pyllama.cli.run import chat_once, print_stats
-
-        messages = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
-        messages.append({"role": "user", "content": text})
-        body = {**self.base, "messages": messages}
-        if self.options:
-            body["options"] = self.options
+        self.session.messages.append({"role": "user", "content": text})
         try:
-            answer, final = chat_once(self.client, body, self.hide_thinking)
-        except KeyboardInterrupt:  # stop this answer, keep the session
-            print()
-            return
+            answer = chat_turn(self.client, self.session)
         except CLIError as exc:
-            print(f"Error: {exc}")
+            if "thinking" not in str(exc) and "think value" not in str(exc):
+                raise
+            self.session.messages.pop()  # the session goes on without this message
+            print(f"error: {exc}")
             return
-        self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
-        if self.verbose:
-            print_stats(final, sys.stdout)
-        print()
+        if answer is not None:
+            self.session.messages.append(answer)
 
     def command(self, line: str) -> str | None:
-        parts = line.split(maxsplit=2)
-        head = parts[0].lower()
-        if head in ("/bye", "/exit"):
+        words = line.split()
+        head = words[0]
+        if head.startswith(("/exit", "/bye")):
             return "exit"
-        if head in ("/?", "/help"):
-            print(SET_HELP if len(parts) > 1 and parts[1] == "set" else
-                  SHOW_HELP if len(parts) > 1 and parts[1] == "show" else HELP)
-        elif head == "/clear":
-            self.messages.clear()
+        if head.startswith("/list"):
+            cmd_list(argparse.Namespace(args=words[1:2]), self.client)
+        elif head.startswith("/load"):
+            self._load(words)
+        elif head.startswith("/save"):
+            self._save(words)
+        elif head.startswith("/clear"):
+            self.session.messages = ([{"role": "system", "content": self.session.system}]
+                                     if self.session.system else [])
             print("Cleared session context")
-        elif head == "/set":
-            self._set(parts[1:])
-        elif head == "/show":
-            self._show(parts[1] if len(parts) > 1 else "")
-        elif head == "/load":
-            if len(parts) < 2:
-                print("Usage:\n  /load <modelname>")
-                return None
-            self.client.request("POST", "/api/show", {"model": parts[1]})
-            self.model = self.base["model"] = parts[1]
-            self.messages.clear()
-            print(f"Loading model '{parts[1]}'")
-        elif head == "/save":
-            if len(parts) < 2:
-                print("Usage:\n  /save <modelname>")
-                return None
-            body: dict[str, Any] = {"model": parts[1], "from": self.model, "messages": self.messages}
-            if self.system:
-                body["system"] = self.system
-            if self.options:
-                body["parameters"] = self.options
-            self.client.request("POST", "/api/create", {**body, "stream": False})
-            print(f"Created new model '{parts[1]}'")
+        elif head.startswith("/set"):
+            self._set(line, words)
+        elif head.startswith("/show"):
+            self._show(words)
+        elif head.startswith(("/help", "/?")):
+            topic = words[1] if len(words) > 1 else ""
+            texts = {"set": SET_HELP, "/set": SET_HELP, "show": SHOW_HELP, "/show": SHOW_HELP,
+                     "shortcut": SHORTCUTS_HELP, "shortcuts": SHORTCUTS_HELP}
+            if not topic:
+                _help(HELP)
+            elif topic in texts:
+                _help(texts[topic])
         else:
             print(f"Unknown command '{head}'. Type /? for help")
         return None
 
-    def _set(self, args: list[str]) -> None:
-        from pyllama.store.options import parse_parameter_text
-
-        if not args:
-            print(SET_HELP)
+    def _load(self, words: list[str]) -> None:
+        if len(words) != 2:
+            print("Usage:\n  /load <modelname>")
             return
-        what = args[0].lower()
-        rest = args[1] if len(args) > 1 else ""
-        if what == "parameter":
-            name, _, value = rest.partition(" ")
-            if not name or not value.strip():
-                print("Usage: /set parameter <name> <value>")
+        session, name = self.session, words[1]
+        print(f"Loading model '{name}'")
+        try:
+            info = self.client.request("POST", "/api/show", {"model": name})
+        except CLIError as exc:
+            if "not found" in str(exc):
+                print(f"Couldn't find model '{name}'")
                 return
-            try:
-                if name == "stop":
-                    parsed: Any = value.split()
-                else:
-                    parsed = parse_parameter_text(name, value.strip())
-            except ValueError as exc:
-                print(f"Couldn't set parameter: {exc}")
-                return
-            self.options[name] = parsed
-            print(f"Set parameter '{name}' to '{value.strip()}'")
-        elif what == "system":
-            self.system = rest.strip('"') if rest else ""
-            print("Set system message.")
-        elif what in ("verbose", "quiet"):
-            self.verbose = what == "verbose"
-            print("Set 'verbose' mode." if self.verbose else "Set 'quiet' mode.")
-        elif what == "format":
-            if rest != "json":
-                print(f"Invalid or missing format. For 'json' mode use '/set format json'")
-                return
-            self.base["format"] = "json"
-            print("Set format to 'json' mode.")
-        elif what == "noformat":
-            self.base.pop("format", None)
-            print("Disabled format.")
-        elif what == "think":
-            self.base["think"] = rest if rest in ("low", "medium", "high") else True
-            print("Set 'think' mode.")
-        elif what == "nothink":
-            self.base["think"] = False
-            print("Set 'nothink' mode.")
-        elif what in ("history", "nohistory"):
+            raise
+        previous = (session.model, session.messages, session.think, session.parent_model, session.loaded_messages)
+        session.model, session.messages = name, []
+        session.apply_show(info)
+        self.capabilities = list(info.get("capabilities") or [])
+        session.infer_think(self.capabilities, self.think_explicit)
+        try:
+            load_model(self.client, session)
+        except CLIError as exc:
+            (session.model, session.messages, session.think, session.parent_model, session.loaded_messages) = previous
+            if "not found" in str(exc):
+                print(f"Couldn't find model '{name}'")
+            elif "thinking" in str(exc):
+                print(f"error: {exc}")
+            else:
+                raise
+
+    def _save(self, words: list[str]) -> None:
+        if len(words) != 2:
+            print("Usage:\n  /save <modelname>")
+            return
+        name, session = words[1], self.session
+        if not is_valid_name(name):
+            print(f"error: The model name '{name}' is invalid")
+            return
+        parent = session.parent_model if is_valid_name(session.parent_model) else ""
+        body: dict[str, Any] = {"model": name, "from": parent or session.model, "stream": False}
+        if session.system:
+            body["system"] = session.system
+        if session.options:
+            body["parameters"] = session.options
+        messages = session.loaded_messages + session.messages
+        if messages:
+            body["messages"] = messages
+        self.client.request("POST", "/api/create", body)
+        print(f"Created new model '{name}'")
+
+    def _set(self, line: str, words: list[str]) -> None:
+        session = self.session
+        if len(words) < 2:
+            _help(SET_HELP)
+            return
+        what = words[1]
+        if what in ("history", "nohistory"):
             self.history = what == "history"
-            print(f"Set '{what}' mode.")
         elif what in ("wordwrap", "nowordwrap"):
+            session.wrap = what == "wordwrap"
             print(f"Set '{what}' mode.")
+        elif what in ("verbose", "quiet"):
+            session.verbose = what == "verbose"
+            print(f"Set '{what}' mode.")
+        elif what in ("think", "nothink"):
+            level = words[2] if what == "think" and len(words) > 2 else ""
+            session.think = level or (what == "think")
+            self.think_explicit = True
+            if "thinking" not in self.capabilities:
+                print(f'warning: model "{session.model}" does not support thinking output', file=sys.stderr)
+            print(f"Set 'think' mode to '{level}'." if level else f"Set '{what}' mode.")
+        elif what == "format":
+            if len(words) < 3 or words[2] != "json":
+                print("Invalid or missing format. For 'json' mode use '/set format json'")
+            else:
+                session.format = "json"
+                print("Set format to 'json' mode.")
+        elif what == "noformat":
+            session.format = None
+            print("Disabled format.")
+        elif what == "parameter":
+            self._set_parameter(words[2:])
+        elif what == "system":
+            self._set_system(line, words)
         else:
             print(f"Unknown command '/set {what}'. Type /? for help")
 
-    def _show(self, what: str) -> None:
-        from pyllama.cli.main import _show_info
+    def _set_parameter(self, words: list[str]) -> None:
+        if len(words) < 2:
+            _help(PARAMETERS_HELP)
+            return
+        name, values = words[0], words[1:]
+        try:
+            spec = OPTIONS.get(name)
+            value: Any = (values if spec is not None and spec.type == "list"
+                          else parse_parameter_text(name, values[0]))
+        except ValueError as exc:
+            print(f'Couldn\'t set parameter: "{exc}"')
+            return
+        self.session.options[name] = value
+        print(f"Set parameter '{name}' to '{', '.join(values)}'")
 
-        info = self.client.request("POST", "/api/show", {"model": self.model})
-        if what == "info":
-            print(_show_info(info))
-        elif what in ("license", "modelfile", "template"):
-            print(info.get(what) or f"No {what} was specified for this model.")
-        elif what == "parameters":
-            lines = [info.get("parameters") or ""]
-            lines += [f"{k:<20}{v}" for k, v in self.options.items()]
-            text = "\n".join(line for line in lines if line)
-            print(text or "No parameters were specified for this model.")
-        elif what == "system":
-            print(self.system or info.get("system") or "No system message was specified for this model.")
+    def _set_system(self, line: str, words: list[str]) -> None:
+        if len(words) < 3:
+            _help(SET_HELP)
+            return
+        text = " ".join(words[2:])
+        if text.startswith('"""'):
+            text = text[3:]
+            text = text[:-3] if text.endswith('"""') else self._read_block(text)
+        session = self.session
+        session.system = text
+        message = {"role": "system", "content": text}
+        if session.messages and session.messages[-1]["role"] == "system":
+            session.messages[-1] = message
         else:
-            print(SHOW_HELP)
+            session.messages.append(message)
+        print("Set system message.")
+
+    def _show(self, words: list[str]) -> None:
+        if len(words) < 2:
+            _help(SHOW_HELP)
+            return
+        session, what = self.session, words[1]
+        body: dict[str, Any] = {"model": session.model}
+        if session.system:
+            body["system"] = session.system
+        if session.options:
+            body["options"] = session.options
+        info = self.client.request("POST", "/api/show", body)
+        if what == "info":
+            print(show_info(info), file=sys.stderr)
+        elif what == "license":
+            print(info.get("license") or "No license was specified for this model.")
+        elif what == "modelfile":
+            print(info.get("modelfile", ""))
+        elif what == "parameters":
+            print("Model defined parameters:")
+            params = info.get("parameters") or ""
+            print("\n".join(f"  {line}" for line in params.split("\n")) if params
+                  else "  No additional parameters were specified for this model.")
+            print()
+            if session.options:
+                print("User defined parameters:")
+                for key, value in session.options.items():
+                    shown = "[" + " ".join(map(str, value)) + "]" if isinstance(value, list) else value
+                    print(f"  {key:<30} {shown}")
+                print()
+        elif what == "system":
+            text = session.system or info.get("system") or ""
+            print(text + "\n" if text else "No system message was specified for this model.")
+        elif what == "template":
+            print(info.get("template") or "No prompt template was specified for this model.")
+        else:
+            print(f"Unknown command '/show {what}'. Type /? for help")

@@ -1,5 +1,5 @@
-"""`pyllama run`: a one-shot answer (prompt argument or piped stdin) or the
-interactive REPL, both through /api/chat."""
+"""`pyllama run MODEL [PROMPT]`: a one-shot answer (prompt arguments and/or
+piped stdin), an embedding for embedding models, or the interactive REPL."""
 
 from __future__ import annotations
 
@@ -8,19 +8,46 @@ import json
 import sys
 from typing import Any
 
+from rich.console import Console
+
+from pyllama.cli.answer import print_stats, stream_answer
 from pyllama.cli.client import CLIError, Client
+from pyllama.cli.progress import show_progress
+from pyllama.cli.session import Session, load_model
+from pyllama.keep_alive import KeepAliveError, parse_duration
+
+THINK_LEVELS = ("high", "medium", "low", "max")
 
 
-def _ensure_model(client: Client, model: str, insecure: bool) -> dict[str, Any]:
+def parse_think(raw: str) -> bool | str:
+    if raw in ("", "true"):
+        return True
+    if raw == "false":
+        return False
+    if raw in THINK_LEVELS:
+        return raw
+    raise CLIError(f'invalid value for --think: "{raw}" (must be true, false, high, medium, low, or max)')
+
+
+def parse_format(raw: str) -> Any:
+    """``json`` or a JSON schema, as Ollama passes --format through."""
+    if not raw:
+        return None
+    if raw == "json":
+        return "json"
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise CLIError(f"invalid --format {raw!r}: use json or a JSON schema ({exc})") from None
+
+
+def ensure_model(client: Client, model: str, insecure: bool) -> dict[str, Any]:
     """`/api/show`; on 404 pull the model first, as Ollama does."""
     try:
         return client.request("POST", "/api/show", {"model": model})
     except CLIError as exc:
         if "not found" not in str(exc):
             raise
-    from pyllama.cli.progress import show_progress
-    from rich.console import Console
-
     last = show_progress(client.stream("/api/pull", {"model": model, "insecure": insecure}),
                          Console(stderr=True, highlight=False))
     if last.get("status") != "success":
@@ -28,89 +55,88 @@ def _ensure_model(client: Client, model: str, insecure: bool) -> dict[str, Any]:
     return client.request("POST", "/api/show", {"model": model})
 
 
-def _think_value(raw: str | None) -> bool | str | None:
-    if raw is None:
-        return None
-    if raw in ("true", "false"):
-        return raw == "true"
-    if raw not in ("low", "medium", "high"):
-        raise CLIError(f"invalid value for --think: {raw!r} (use true, false, low, medium or high)")
-    return raw
+def _session(args: argparse.Namespace) -> Session:
+    model = args.args[0]
+    keep_alive = args.keepalive or None
+    if keep_alive is not None:
+        try:
+            parse_duration(keep_alive)
+        except KeepAliveError as exc:
+            raise CLIError(str(exc)) from None
+    think = parse_think(args.think) if "think" in args.changed else None
+    return Session(model, format=parse_format(args.format), keep_alive=keep_alive, think=think,
+                   hide_thinking=args.hidethinking, wrap=not args.nowordwrap, verbose=args.verbose)
 
 
-def print_stats(final: dict[str, Any], out: Any = sys.stderr) -> None:
-    """Ollama's --verbose timing block."""
-    def secs(ns: int) -> str:
-        return f"{ns / 1e9:.6f}s" if ns >= 1e9 else f"{ns / 1e6:.6f}ms"
-
-    rows = [("total duration", secs(final.get("total_duration", 0))),
-            ("load duration", secs(final.get("load_duration", 0))),
-            ("prompt eval count", f"{final.get('prompt_eval_count', 0)} token(s)"),
-            ("prompt eval duration", secs(final.get("prompt_eval_duration", 0)))]
-    if final.get("prompt_eval_duration"):
-        rows.append(("prompt eval rate",
-                     f"{final.get('prompt_eval_count', 0) / (final['prompt_eval_duration'] / 1e9):.2f} tokens/s"))
-    rows += [("eval count", f"{final.get('eval_count', 0)} token(s)"),
-             ("eval duration", secs(final.get("eval_duration", 0)))]
-    if final.get("eval_duration"):
-        rows.append(("eval rate", f"{final.get('eval_count', 0) / (final['eval_duration'] / 1e9):.2f} tokens/s"))
-    for name, value in rows:
-        print(f"{name + ':':<22}{value}", file=out)
+def _embed(client: Client, args: argparse.Namespace, session: Session, prompt: str) -> int:
+    if not prompt:
+        raise CLIError(f'embedding models require input text. Usage: pyllama run {session.model} "your text here"')
+    body: dict[str, Any] = {"model": session.model, "input": prompt}
+    if session.keep_alive is not None:
+        body["keep_alive"] = session.keep_alive
+    if "truncate" in args.changed:
+        body["truncate"] = args.truncate
+    if args.dimensions > 0:
+        body["dimensions"] = args.dimensions
+    embeddings = client.request("POST", "/api/embed", body).get("embeddings") or []
+    if not embeddings:
+        raise CLIError("no embeddings returned")
+    print(json.dumps(embeddings[0], separators=(",", ":")))
+    return 0
 
 
-def chat_once(client: Client, body: dict[str, Any], hide_thinking: bool) -> tuple[str, dict[str, Any]]:
-    """Stream one answer to stdout; returns its text and the final chunk."""
-    text: list[str] = []
-    final: dict[str, Any] = {}
-    thinking = False
-    for chunk in client.stream("/api/chat", body):
-        message = chunk.get("message") or {}
-        if message.get("thinking") and not hide_thinking:
-            if not thinking:
-                sys.stdout.write("Thinking...\n")
-                thinking = True
-            sys.stdout.write(message["thinking"])
-        if message.get("content"):
-            if thinking:
-                sys.stdout.write("\n...done thinking.\n\n")
-                thinking = False
-            sys.stdout.write(message["content"])
-            text.append(message["content"])
-        sys.stdout.flush()
-        if chunk.get("done"):
-            final = chunk
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return "".join(text), final
+def _one_shot(client: Client, session: Session, prompt: str) -> int:
+    body = {**session.base(), "prompt": prompt}
+    printer = session.printer()
+    try:
+        final = stream_answer(client.stream("/api/generate", body), printer)
+    except KeyboardInterrupt:  # Ctrl+C stops the answer quietly, as Ollama does
+        print()
+        return 0
+    if prompt:
+        print("\n")
+    if session.verbose and final.get("done"):
+        print_stats(final)
+    return 0
+
+
+def _show_loaded_messages(session: Session) -> None:
+    """A model created with MESSAGE lines (or by /save) shows its conversation first."""
+    for message in session.loaded_messages:
+        if message.get("role") == "user":
+            print(f">>> {message.get('content', '')}")
+        elif message.get("role") == "assistant":
+            printer = session.printer()
+            printer.feed(str(message.get("content") or ""), "")
+            print("\n")
 
 
 def run(args: argparse.Namespace, client: Client) -> int:
-    info = _ensure_model(client, args.model, args.insecure)
-    think = _think_value(args.think)
-    prompt = " ".join(args.prompt)
+    session = _session(args)
+    prompts = list(args.args[1:])
+    interactive = True
     if not sys.stdin.isatty():
         piped = sys.stdin.read()
-        prompt = f"{piped}\n\n{prompt}".strip() if prompt else piped.strip()
-    if "embedding" in (info.get("capabilities") or []) and "completion" not in (info.get("capabilities") or []):
-        result = client.request("POST", "/api/embed", {"model": args.model, "input": prompt})
-        print(json.dumps(result["embeddings"][0]))
-        return 0
-    base: dict[str, Any] = {"model": args.model}
-    if args.format:
-        base["format"] = args.format
-    if args.keepalive is not None:
-        base["keep_alive"] = args.keepalive
-    if think is not None:
-        base["think"] = think
-    if prompt or not sys.stdin.isatty():
-        if not prompt:  # `run MODEL ""` only loads the model
-            client.request("POST", "/api/generate", {**base, "stream": False})
-            return 0
-        _, final = chat_once(client, {**base, "messages": [{"role": "user", "content": prompt}]},
-                             args.hidethinking)
-        if args.verbose:
-            print_stats(final)
-        return 0
+        if piped:
+            prompts.insert(0, piped)
+        interactive = False
+    prompt = " ".join(prompts)
+    if prompts or not sys.stdout.isatty():
+        interactive = False
+
+    info = ensure_model(client, session.model, args.insecure)
+    capabilities = list(info.get("capabilities") or [])
+    session.infer_think(capabilities, "think" in args.changed)
+    session.apply_show(info)
+    if "embedding" in capabilities:
+        return _embed(client, args, session, prompt)
+    if "truncate" in args.changed or args.dimensions:
+        raise CLIError(f"--truncate and --dimensions are for embedding models; {session.model} is not one")
+    if not interactive:
+        return _one_shot(client, session, prompt)
+
     from pyllama.cli.repl import Repl
 
-    return Repl(client, args.model, base, verbose=args.verbose, hide_thinking=args.hidethinking).loop()
+    load_model(client, session)
+    _show_loaded_messages(session)
+    return Repl(client, session, capabilities, "think" in args.changed).loop()

@@ -11,6 +11,9 @@ from typing import Union
 
 import msgspec
 
+from pyllama.options import struct_fields
+
+
 class GrammarTrigger(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     """What wakes a lazy grammar, as llama.cpp's ``common_grammar_trigger``:
     ``kind`` "word" (literal text), "pattern" (a regex searched anywhere),
@@ -22,35 +25,16 @@ class GrammarTrigger(msgspec.Struct, array_like=True, omit_defaults=True, gc=Fal
     token: int = -1
 
 
-class SamplingOptions(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
-    """Ollama's per-request generation options, with Ollama's defaults.
-
-    ``grammar_lazy``/``grammar_triggers``/``preserved_tokens`` carry
-    llama.cpp's tool-call grammar settings (from the chat template): a lazy
-    grammar constrains nothing until a trigger appears in the output.
-    """
-
-    num_predict: int = -1
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_last_n: int = 64
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    mirostat: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    seed: int = -1
-    stop: list[str] = []
-    num_keep: int = 4
-    grammar: str = ""
-    logit_bias: dict[int, float] = {}
-    grammar_lazy: bool = False
-    grammar_triggers: list[GrammarTrigger] = []
-    preserved_tokens: list[str] = []
+# Ollama's per-request generation options with Ollama's defaults, one field per
+# "sampling" entry of pyllama.options.OPTIONS, plus llama.cpp's tool-call grammar
+# settings (from the chat template): a lazy grammar constrains nothing until a
+# trigger appears in the output.
+SamplingOptions = msgspec.defstruct(
+    "SamplingOptions",
+    [*struct_fields("sampling"), ("grammar_lazy", bool, False), ("grammar_triggers", list[GrammarTrigger], []),
+     ("preserved_tokens", list[str], [])],
+    module=__name__, array_like=True, omit_defaults=True, gc=False,
+)
 
 
 class GenerateRequest(msgspec.Struct, tag="generate", array_like=True, omit_defaults=True, gc=False):

@@ -135,6 +135,7 @@ class RunnerClient:
         self._closed = asyncio.Event()
         self._closing = False
         self.exit_message = ""
+        self.stop_reason = "the model runner was stopped"  # what requests in flight hear on close()
         self.info: Ready | None = None
 
     # ---- start ------------------------------------------------------------------------
@@ -306,17 +307,24 @@ class RunnerClient:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.process.wait(), 5)
             await self._drain_stderr()
+        # Decided after the wait: a shutdown signal that reached the runner too
+        # (Ctrl+C, a process group's SIGTERM) is a stop, not a crash.
+        if not self._closing:
             self.exit_message = ("model runner has unexpectedly stopped "
                                  f"({describe_exit(self.process.returncode)})" + self._stderr_reason())
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
-            self.exit_message = "the model runner was stopped"
+            self.exit_message = self.stop_reason
+        self._fail_all(self.exit_message)
+        self._closed.set()
+
+    def _fail_all(self, message: str) -> None:
+        """End every request in flight with ``message``."""
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             if not stream.accepted.done():
-                stream.accepted.set_exception(RunnerDiedError(self.exit_message))
-            stream.put(Failure(self.exit_message, kind="runner"))
-        self._closed.set()
+                stream.accepted.set_exception(RunnerDiedError(message))
+            stream.put(Failure(message, kind="runner"))
 
     # ---- stop -------------------------------------------------------------------------------
 
@@ -328,6 +336,7 @@ class RunnerClient:
         """Ask the runner to shut down; kill it if it does not within ``timeout``."""
         if self.process.returncode is None and not self._closing:
             self._closing = True
+            self._fail_all(self.stop_reason)  # before the runner's own "engine was closed"
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 self._send(Shutdown())
             try:

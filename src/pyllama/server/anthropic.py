@@ -18,8 +18,6 @@ same request would be rendered to.
 from __future__ import annotations
 
 import json
-import logging
-import secrets
 import time
 from typing import Any
 
@@ -27,12 +25,12 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
 
-from pyllama.server.errors import EXCEPTION_HANDLERS, RequestError
-from pyllama.server.inference import Delta, Final, check_images, think_requested
-from pyllama.server.models import decode_body
-from pyllama.server.ollama import Framing, lookup, prepare_chat, respond
+from pyllama.ids import new_id
+from pyllama.server.checks import check_images, decode_body, think_requested
+from pyllama.server.errors import ANTHROPIC_HANDLERS, RequestError
+from pyllama.server.pipeline import lookup, prepare_chat
+from pyllama.server.relay import SSE, Delta, Final, Framing, respond
 from pyllama.server.schemas_anthropic import (
     Block,
     BlockDelta,
@@ -40,7 +38,6 @@ from pyllama.server.schemas_anthropic import (
     BlockStop,
     ContentBlock,
     ErrorBody,
-    ErrorResponse,
     ImageSource,
     InputJSONDelta,
     MessageDelta,
@@ -62,40 +59,10 @@ from pyllama.server.schemas_anthropic import (
 )
 from pyllama.server.schemas_inference import ChatRequest, Message, ToolCall, ToolCallFunction, ToolParameters
 from pyllama.store.capabilities import THINKING
-from pyllama.store.errors import StoreError
-
-log = logging.getLogger(__name__)
+from pyllama.templates.capabilities import stored_model_capabilities
 
 _encoder = msgspec.json.Encoder()
-# Anthropic's error type for each status, as Ollama's compat layer maps them.
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "max", "xhigh": "high"}
-
-
-def new_id(prefix: str) -> str:
-    """``msg_``/``req_`` + 24 hex digits, the form Ollama gives."""
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-# -- errors ----------------------------------------------------------------------
-
-
-def anthropic_error(message: str, status_code: int) -> Response[bytes]:
-    body = ErrorResponse(ErrorBody(ERROR_TYPES.get(status_code, "api_error"), message), new_id("req"))
-    return Response(content=_encoder.encode(body), status_code=status_code, media_type="application/json")
-
-
-def _handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Every failure on this router, in Anthropic's envelope with the native status."""
-    if isinstance(exc, RequestError):
-        return anthropic_error(str(exc), exc.status_code)
-    if isinstance(exc, StoreError):
-        return anthropic_error(exc.message, exc.status_code)
-    if isinstance(exc, HTTPException):  # ValidationException included
-        return anthropic_error(exc.detail or "invalid request", exc.status_code)
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return anthropic_error(str(exc) or exc.__class__.__name__, 500)
 
 
 # -- request -> native chat --------------------------------------------------------
@@ -235,7 +202,7 @@ async def relax_thinking(state: State, chat: ChatRequest) -> None:
     if not think_requested(chat.think):
         return
     local = await lookup(state, chat.model)
-    caps = await anyio.to_thread.run_sync(lambda: local.capabilities(local.gguf()))
+    caps = await anyio.to_thread.run_sync(stored_model_capabilities, local)
     if THINKING not in caps:
         chat.think = None
 
@@ -344,7 +311,7 @@ def sse_frame(event: StreamEvent) -> bytes:
     return b"event: " + str(name).encode() + b"\ndata: " + _encoder.encode(event) + b"\n\n"
 
 
-SSE_FRAMING = Framing("text/event-stream", sse_frame, lambda message: StreamError(ErrorBody("api_error", message)))
+SSE_FRAMING = Framing(SSE, sse_frame, lambda message: StreamError(ErrorBody("api_error", message)))
 
 
 @post("/v1/messages", status_code=200)
@@ -356,7 +323,7 @@ async def messages(request: Request[Any, Any, Any], state: State) -> Response[An
     prepared = await prepare_chat(request, state, chat, started)
     if prepared.items is None:
         raise RequestError("the request produced no output", 500)
-    msg_id = new_id("msg")
+    msg_id = new_id("msg", "hex", 24)
     events = EventStream(msg_id, body.model, estimate_input_tokens(body), body.stop_sequences)
     response = await respond(request, prepared.items, stream=body.stream, chunk=events.chunk, final=events.final,
                              whole=lambda deltas, end: whole_message(msg_id, body.model, deltas, end, body.stop_sequences),
@@ -385,8 +352,7 @@ async def count_tokens(request: Request[Any, Any, Any], state: State) -> Respons
     return Response(_encoder.encode(TokenCount(input_tokens=count)), media_type="application/json")
 
 
-# Every type the app maps, mapped again here: Litestar takes the most specific type over all layers.
 anthropic_router = Router(path="/", route_handlers=[messages, count_tokens],
-                          exception_handlers={cls: _handle for cls in EXCEPTION_HANDLERS})
+                          exception_handlers=ANTHROPIC_HANDLERS)  # type: ignore[arg-type]
 
 __all__ = ["anthropic_router"]

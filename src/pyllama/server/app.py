@@ -16,9 +16,9 @@ from litestar.datastructures import State
 from pyllama.config import Config
 from pyllama.scheduler import Scheduler
 from pyllama.server.anthropic import anthropic_router
-from pyllama.server.errors import EXCEPTION_HANDLERS
+from pyllama.server.errors import OLLAMA_HANDLERS
 from pyllama.server.guard import RequestGuard
-from pyllama.server.models import models_router
+from pyllama.server.manage import models_router
 from pyllama.server.ollama import inference_router
 from pyllama.server.openai import openai_router
 from pyllama.server.responses import responses_router
@@ -81,7 +81,7 @@ def create_app(config: Config | None = None) -> Litestar:
         route_handlers=[root, version, status, models_router, inference_router, openai_router, anthropic_router,
                         responses_router],
         state=state,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=None,

@@ -2,11 +2,11 @@
 
 As in Ollama, each request is translated into the native request
 (/api/chat, /api/generate, /api/embed) and runs through the same pipeline
-(``prepare_chat``, ``prepare_generate``, ``run_embed``); only the wire
-format differs: ``stream`` defaults to false, streams are server-sent
+(``pipeline.prepare_chat``, ``prepare_generate``, ``run_embed``); only the
+wire format differs: ``stream`` defaults to false, streams are server-sent
 events ending ``data: [DONE]``, tool-call arguments are JSON strings,
 ``temperature``/``top_p`` default to 1.0, and errors use OpenAI's envelope
-(see ``openai_errors``).
+(``errors.openai_error_response``).
 """
 
 from __future__ import annotations
@@ -14,31 +14,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
 import struct
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 
-from pyllama.server.errors import RequestError
-from pyllama.server.inference import Delta, Final
-from pyllama.server.models import decode_body
-from pyllama.server.ollama import (
-    Framing,
-    Prepared,
-    json_response,
-    prepare_chat,
-    prepare_generate,
-    respond,
-    run_embed,
-)
-from pyllama.server.openai_errors import OPENAI_EXCEPTION_HANDLERS, openai_error
-from pyllama.server.schemas_inference import ChatRequest, EmbedRequest, GenerateRequest, Message, ResponseToolCall
+from pyllama.ids import new_id
+from pyllama.server.checks import decode_body, decode_image_url, think_from_effort
+from pyllama.server.errors import OPENAI_HANDLERS, RequestError, openai_error
+from pyllama.server.pipeline import Prepared, embedding_vectors, lookup, prepare_chat, prepare_generate, relayed_items, run_embed
+from pyllama.server.relay import SSE, Delta, Final, Framing, json_response, respond
+from pyllama.server.schemas_inference import ChatRequest, DebugInfo, GenerateRequest, Message, ResponseToolCall
 from pyllama.server.schemas_inference import ToolCall as NativeToolCall
 from pyllama.server.schemas_inference import ToolCallFunction as NativeToolCallFunction
 from pyllama.server.schemas_openai import (
@@ -62,15 +53,9 @@ from pyllama.server.schemas_openai import (
 from pyllama.store.layout import Store
 from pyllama.store.model import find_model
 
-SSE = "text/event-stream"
 FINGERPRINT = "fp_ollama"
-IMAGE_PREFIXES = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "jpg", "png", "webp")) + ("data:;base64,",)
-# reasoning_effort -> the native ``think`` value (None: not thinking).
-REASONING_EFFORTS: dict[str, bool | str] = {
-    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "max": "max",
-    "xhigh": "max", "ultra": "max",
-}
-
+B = TypeVar("B", ChatCompletionRequest, CompletionRequest)
+N = TypeVar("N", ChatRequest, GenerateRequest)
 _encoder = msgspec.json.Encoder()
 
 
@@ -112,21 +97,6 @@ def _go_type(value: Any) -> str:
     if isinstance(value, list):
         return "[]interface {}"
     return "<nil>" if value is None else "string"
-
-
-def decode_image_url(url: str) -> str:
-    """A base64 data URL -> the base64 payload the native messages carry (400 otherwise, in Ollama's words)."""
-    if url.startswith(("http://", "https://")):
-        raise RequestError("image URLs are not currently supported, please use base64 encoded data instead")
-    prefix = next((p for p in IMAGE_PREFIXES if url.startswith(p)), None)
-    if prefix is None:
-        raise RequestError("invalid image input")
-    data = url[len(prefix):]
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError("invalid image input") from None
-    return data
 
 
 def native_tool_calls(calls: list[ToolCall] | None) -> list[NativeToolCall] | None:
@@ -217,16 +187,6 @@ def _part_message(role: str, part: Any) -> Message:
     raise RequestError("invalid message format")
 
 
-def think_from_effort(effort: str | None) -> bool | str | None:
-    """A reasoning effort -> the native ``think`` (None when not given); unknown values are a 400."""
-    if not effort:
-        return None
-    if effort not in REASONING_EFFORTS:
-        raise RequestError(f"invalid reasoning value: '{effort}' (must be \"minimal\", \"low\", \"medium\", "
-                           f"\"high\", \"xhigh\", \"max\", or \"none\")")
-    return REASONING_EFFORTS[effort]
-
-
 def chat_request(body: ChatCompletionRequest) -> ChatRequest:
     """The native /api/chat request Ollama builds from an OpenAI chat completion request."""
     if not body.messages:
@@ -300,46 +260,53 @@ def usage_of(final: Final) -> Usage:
                  total_tokens=final.prompt_eval_count + final.eval_count)
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{random.randrange(999)}"  # noqa: S311 - an id, not a secret
+Envelope = Callable[[str, list[dict[str, Any]], Usage | None], Completion]
 
 
-async def relayed_items(prepared: Prepared) -> AsyncIterator[Delta | Final]:
-    """The events to relay; a load-only request (empty prompt) is just its end, as Ollama relays it."""
-    if prepared.items is not None:
-        return prepared.items
-
-    async def finished() -> AsyncGenerator[Delta | Final, None]:
-        yield Final(done_reason=prepared.done_reason, context=[], total_duration=0, load_duration=0,
-                    prompt_eval_count=0, prompt_eval_duration=0, eval_count=0, eval_duration=0)
-
-    return finished()
-
-
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    started = time.perf_counter_ns()
-    body = await decode_body(request, ChatCompletionRequest)
-    native = chat_request(body)
-    prepared = await prepare_chat(request, state, native, started)
-    cid, created, model = new_id("chatcmpl"), int(time.time()), body.model
+def envelopes(prefix: str, model: str) -> Envelope:
+    """Completion objects of one response: same id (``chatcmpl-123``/``cmpl-123``), created time and model."""
+    cid, created = new_id(prefix, "number", 999, sep="-"), int(time.time())
 
     def envelope(obj: str, choices: list[dict[str, Any]], usage: Usage | None = None) -> Completion:
         return Completion(id=cid, object=obj, created=created, model=model, system_fingerprint=FINGERPRINT,
                           choices=choices, usage=usage)
 
+    return envelope
+
+
+def choice(logprobs: list[Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """One ``choices`` entry, fields in the order given; ``logprobs`` only when there are some."""
+    if logprobs:
+        fields["logprobs"] = ChoiceLogprobs(content=logprobs)
+    return fields
+
+
+def debug_response(out: Completion, debug: DebugInfo) -> Response[bytes]:
+    out.debug_info = debug
+    return json_response(out)
+
+
+async def start(request: Request[Any, Any, Any], state: State, body_type: type[B], translate: Callable[[B], N],
+                prepare: Callable[[Request[Any, Any, Any], State, N, int], Awaitable[Prepared]],
+                prefix: str) -> tuple[B, Prepared, Envelope]:
+    """Decode, translate into the native request and run the pipeline up to the first output."""
+    started = time.perf_counter_ns()
+    body = await decode_body(request, body_type)
+    prepared = await prepare(request, state, translate(body), started)
+    return body, prepared, envelopes(prefix, body.model)
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    body, prepared, envelope = await start(request, state, ChatCompletionRequest, chat_request, prepare_chat,
+                                           "chatcmpl")
     if prepared.debug is not None:
-        out = envelope("chat.completion", [])
-        out.debug_info = prepared.debug
-        return json_response(out)
+        return debug_response(envelope("chat.completion", []), prepared.debug)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     tool_calls_sent = False
 
-    def delta_choice(message: OutMessage, logprobs: Any = None) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "delta": message, "finish_reason": None}
-        if logprobs:
-            choice["logprobs"] = ChoiceLogprobs(content=logprobs)
-        return choice
+    def delta_chunk(message: OutMessage, logprobs: list[Any] | None = None) -> Completion:
+        return envelope("chat.completion.chunk", [choice(logprobs, index=0, delta=message, finish_reason=None)])
 
     def chunk(delta: Delta) -> list[Completion]:
         nonlocal tool_calls_sent
@@ -347,11 +314,10 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         tool_calls_sent = tool_calls_sent or bool(calls)
         out = []
         if delta.thinking and (delta.content or calls):  # reasoning first, in a chunk of its own
-            out.append(envelope("chat.completion.chunk", [delta_choice(OutMessage(
-                role="assistant", content="", reasoning=delta.thinking))]))
+            out.append(delta_chunk(OutMessage(role="assistant", content="", reasoning=delta.thinking)))
             delta.thinking = ""
-        out.append(envelope("chat.completion.chunk", [delta_choice(OutMessage(
-            role="assistant", content=delta.content, reasoning=delta.thinking, tool_calls=calls), delta.logprobs)]))
+        out.append(delta_chunk(OutMessage(role="assistant", content=delta.content, reasoning=delta.thinking,
+                                          tool_calls=calls), delta.logprobs))
         return out
 
     def final(end: Final) -> list[Completion]:
@@ -362,62 +328,45 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         return out
 
     def whole(deltas: list[Delta], end: Final) -> Completion:
-        calls = openai_tool_calls([c for d in deltas for c in d.tool_calls]) or None
-        message = OutMessage(role="assistant", content="".join(d.content for d in deltas),
-                             reasoning="".join(d.thinking for d in deltas), tool_calls=calls)
+        joined = Delta.joined(deltas)
+        calls = openai_tool_calls(joined.tool_calls) or None
+        message = OutMessage(role="assistant", content=joined.content, reasoning=joined.thinking, tool_calls=calls)
         reason = "tool_calls" if calls else end.done_reason or None
-        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reason}
-        logprobs = [lp for d in deltas for lp in d.logprobs]
-        if logprobs:
-            choice["logprobs"] = ChoiceLogprobs(content=logprobs)
-        return envelope("chat.completion", [choice], usage_of(end))
+        return envelope("chat.completion", [choice(joined.logprobs, index=0, message=message, finish_reason=reason)],
+                        usage_of(end))
 
-    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
-                         framing=SSE_FRAMING)
+    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final,
+                         whole=whole, framing=SSE_FRAMING)
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    started = time.perf_counter_ns()
-    body = await decode_body(request, CompletionRequest)
-    native = generate_request(body)
-    prepared = await prepare_generate(request, state, native, started)
-    cid, created, model = new_id("cmpl"), int(time.time()), body.model
-
-    def envelope(choices: list[dict[str, Any]], usage: Usage | None = None) -> Completion:
-        return Completion(id=cid, object="text_completion", created=created, model=model,
-                          system_fingerprint=FINGERPRINT, choices=choices, usage=usage)
-
+    body, prepared, envelope = await start(request, state, CompletionRequest, generate_request, prepare_generate,
+                                           "cmpl")
     if prepared.debug is not None:
-        out = envelope([])
-        out.debug_info = prepared.debug
-        return json_response(out)
+        return debug_response(envelope("text_completion", []), prepared.debug)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-    def choice(text: str, reason: str | None, logprobs: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": text, "index": 0, "finish_reason": reason}
-        if logprobs:
-            out["logprobs"] = ChoiceLogprobs(content=logprobs)
-        return out
+    def text_chunk(text: str, reason: str | None, logprobs: list[Any] | None, usage: Usage | None) -> Completion:
+        return envelope("text_completion", [choice(logprobs, text=text, index=0, finish_reason=reason)], usage)
 
     def chunk(delta: Delta) -> Completion | None:
         if not delta.content and not delta.logprobs:
             return None  # thinking has no place in a text completion
-        return envelope([choice(delta.content, None, delta.logprobs)], Usage() if include_usage else None)
+        return text_chunk(delta.content, None, delta.logprobs, Usage() if include_usage else None)
 
     def final(end: Final) -> list[Completion]:
-        out = [envelope([choice("", end.done_reason or None, None)], Usage() if include_usage else None)]
+        out = [text_chunk("", end.done_reason or None, None, Usage() if include_usage else None)]
         if include_usage:
-            out.append(envelope([], usage_of(end)))
+            out.append(envelope("text_completion", [], usage_of(end)))
         return out
 
     def whole(deltas: list[Delta], end: Final) -> Completion:
-        text = "".join(d.content for d in deltas)
-        logprobs = [lp for d in deltas for lp in d.logprobs]
-        return envelope([choice(text, end.done_reason or None, logprobs)], usage_of(end))
+        joined = Delta.joined(deltas)
+        return text_chunk(joined.content, end.done_reason or None, joined.logprobs, usage_of(end))
 
-    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final, whole=whole,
-                         framing=SSE_FRAMING)
+    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final,
+                         whole=whole, framing=SSE_FRAMING)
 
 
 def embedding_inputs(value: Any) -> list[str]:
@@ -446,14 +395,17 @@ async def embeddings(request: Request[Any, Any, Any], state: State) -> Response[
         raise RequestError(f"Invalid value for 'encoding_format' = {body.encoding_format}. "
                            "Supported values: ['float', 'base64'].")
     inputs = embedding_inputs(body.input)
-    native = EmbedRequest(model=body.model, input=inputs, dimensions=body.dimensions or 0)
-    done = await run_embed(request, state, native, inputs)
+    if not body.model.strip():
+        raise RequestError(f"model '{body.model}' not found", 404)
+    local = await lookup(state, body.model)
+    result = await run_embed(request, state, local, inputs, options=None, keep_alive=None)
+    vectors = embedding_vectors(result, body.dimensions or 0) if result is not None else []
+    count = result.prompt_eval_count if result is not None else 0
     data = [EmbeddingItem(object="embedding", index=i,
                           embedding=_float32_base64(v) if encoding == "base64" else v)
-            for i, v in enumerate(done.vectors)]
+            for i, v in enumerate(vectors)]
     return json_response(EmbeddingList(object="list", data=data, model=body.model,
-                                       usage=EmbeddingUsage(prompt_tokens=done.prompt_eval_count,
-                                                            total_tokens=done.prompt_eval_count)))
+                                       usage=EmbeddingUsage(prompt_tokens=count, total_tokens=count)))
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -482,6 +434,6 @@ async def retrieve_model(model: str, state: State) -> Response[bytes]:
 
 openai_router = Router(path="/", route_handlers=[chat_completions, completions, embeddings, list_models,
                                                  retrieve_model],
-                       exception_handlers=OPENAI_EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+                       exception_handlers=OPENAI_HANDLERS)  # type: ignore[arg-type]
 
 __all__ = ["openai_router"]

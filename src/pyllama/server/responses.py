@@ -13,7 +13,6 @@ in Ollama's order. Nothing is stored, so ``previous_response_id``,
 from __future__ import annotations
 
 import json
-import random
 import time
 from typing import Any, TypeVar
 
@@ -21,12 +20,11 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
 
-from pyllama.server.errors import RequestError
-from pyllama.server.inference import Delta, Final
-from pyllama.server.models import decode_body
-from pyllama.server.ollama import Framing, prepare_chat, respond
-from pyllama.server.openai import SSE, decode_image_url, relayed_items, think_from_effort
-from pyllama.server.openai_errors import OPENAI_EXCEPTION_HANDLERS
+from pyllama.ids import new_id
+from pyllama.server.checks import decode_body, decode_image_url, think_from_effort
+from pyllama.server.errors import OPENAI_HANDLERS, RequestError
+from pyllama.server.pipeline import prepare_chat, relayed_items
+from pyllama.server.relay import SSE, Delta, Final, Framing, respond
 from pyllama.server.schemas_inference import ChatRequest, Message, ResponseToolCall, ToolCall, ToolCallFunction
 from pyllama.server.schemas_responses import (
     ArgumentsDeltaEvent,
@@ -67,7 +65,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def _rand_id(prefix: str) -> str:
-    return f"{prefix}_{random.randrange(999999)}"  # noqa: S311 - an id, not a secret
+    return new_id(prefix, "number", 999999)
 
 
 # -- request translation ---------------------------------------------------------------------
@@ -326,30 +324,29 @@ class ResponseWriter:
     def _close_reasoning(self) -> list[Event]:
         if not self.reasoning_id:
             return []
-        item = _reasoning_item(self.reasoning_id, self.thinking)
-        events = [self._event(SummaryDoneEvent, "response.reasoning_summary_text.done", item_id=self.reasoning_id,
-                              output_index=self.output_index, summary_index=0, text=self.thinking),
-                  self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
-                              item=item)]
+        done = self._event(SummaryDoneEvent, "response.reasoning_summary_text.done", item_id=self.reasoning_id,
+                           output_index=self.output_index, summary_index=0, text=self.thinking)
+        events = self._finish(_reasoning_item(self.reasoning_id, self.thinking), [done])
+        self.reasoning_id = ""
+        return events
+
+    def _finish(self, item: OutputItem, events: list[Event]) -> list[Event]:
+        """Close the current output item: its own done events, then ``output_item.done``."""
+        events.append(self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
+                                  item=item))
         self.items.append(item)
         self.output_index += 1
-        self.reasoning_id = ""
         return events
 
     def _close_text(self) -> list[Event]:
         if not self.text_open:
             return []
-        item = _message_item(self.item_id, self.text)
         events = [self._event(TextDoneEvent, "response.output_text.done", item_id=self.item_id,
                               output_index=self.output_index, content_index=0, text=self.text),
                   self._event(ContentPartEvent, "response.content_part.done", item_id=self.item_id,
-                              output_index=self.output_index, content_index=0, part=OutputText(text=self.text)),
-                  self._event(OutputItemEvent, "response.output_item.done", output_index=self.output_index,
-                              item=item)]
-        self.items.append(item)
-        self.output_index += 1
+                              output_index=self.output_index, content_index=0, part=OutputText(text=self.text))]
         self.text_open = False
-        return events
+        return self._finish(_message_item(self.item_id, self.text), events)
 
     def _thinking(self, text: str) -> list[Event]:
         events: list[Event] = []
@@ -377,10 +374,8 @@ class ResponseWriter:
                                           item_id=item_id, output_index=index, delta=arguments))
             events.append(self._event(ArgumentsDoneEvent, "response.function_call_arguments.done", item_id=item_id,
                                       output_index=index, arguments=arguments))
-            item = FunctionCallItem(id=item_id, status="completed", call_id=call_id, name=name, arguments=arguments)
-            events.append(self._event(OutputItemEvent, "response.output_item.done", output_index=index, item=item))
-            self.items.append(item)
-            self.output_index += 1
+            self._finish(FunctionCallItem(id=item_id, status="completed", call_id=call_id, name=name,
+                                          arguments=arguments), events)
         self.tool_calls_sent = True
         return events
 
@@ -434,6 +429,6 @@ async def create_response(request: Request[Any, Any, Any], state: State) -> Resp
 
 
 responses_router = Router(path="/", route_handlers=[create_response],
-                          exception_handlers=OPENAI_EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+                          exception_handlers=OPENAI_HANDLERS)  # type: ignore[arg-type]
 
 __all__ = ["responses_router", "chat_request", "input_messages", "ResponseWriter"]

@@ -186,3 +186,14 @@ class ModelList(msgspec.Struct, kw_only=True):
 
     object: str
     data: list[ModelEntry] | None
+
+
+class OpenAIError(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(msgspec.Struct):
+    error: OpenAIError

@@ -20,40 +20,41 @@ import msgspec
 # -- requests -------------------------------------------------------------------
 
 
-class InputText(msgspec.Struct, kw_only=True):
-    """``input_text`` and ``output_text`` content parts (history text)."""
+class Typed(msgspec.Struct, kw_only=True):
+    """Input items, content parts and tools name their kind in ``type`` first."""
 
     type: str = ""
+
+
+class InputText(Typed):
+    """``input_text`` and ``output_text`` content parts (history text)."""
+
     text: str = ""
 
 
-class InputImage(msgspec.Struct, kw_only=True):
-    type: str = ""
+class InputImage(Typed):
     detail: str = ""
     file_id: str = ""
     image_url: str = ""
 
 
-class InputMessage(msgspec.Struct, kw_only=True):
-    type: str = ""
+class InputMessage(Typed):
     role: str = ""
     content: Any = None
 
 
-class FunctionCallInput(msgspec.Struct, kw_only=True):
+class FunctionCallInput(Typed):
     """An earlier call of the model's, sent back as history (``arguments`` a JSON string)."""
 
-    type: str = ""
     id: str = ""
     call_id: str = ""
     name: str = ""
     arguments: str = ""
 
 
-class FunctionCallOutputInput(msgspec.Struct, kw_only=True):
+class FunctionCallOutputInput(Typed):
     """A tool result: ``output`` is a string or a list of content parts."""
 
-    type: str = ""
     call_id: str = ""
     output: Any = None
 
@@ -63,10 +64,9 @@ class SummaryText(msgspec.Struct, kw_only=True):
     text: str = ""
 
 
-class ReasoningInput(msgspec.Struct, kw_only=True):
+class ReasoningInput(Typed):
     """Earlier reasoning; Ollama carries the text in ``encrypted_content`` (plain text)."""
 
-    type: str = ""
     id: str = ""
     summary: list[SummaryText] | None = None
     encrypted_content: str = ""
@@ -78,8 +78,7 @@ class Reasoning(msgspec.Struct, kw_only=True):
     generate_summary: str | None = None
 
 
-class TextFormat(msgspec.Struct, kw_only=True):
-    type: str = ""
+class TextFormat(Typed):
     name: str = ""
     schema: Any = None
     strict: bool | None = None
@@ -89,10 +88,9 @@ class TextConfig(msgspec.Struct, kw_only=True):
     format: TextFormat | None = None
 
 
-class FunctionTool(msgspec.Struct, kw_only=True):
+class FunctionTool(Typed):
     """Responses' flat tool form; echoed with ``description``/``strict``/``parameters`` as null when absent."""
 
-    type: str = ""
     name: str = ""
     description: str | None = None
     strict: bool | None = None
@@ -253,50 +251,44 @@ class OutputItemEvent(Event, kw_only=True):
     item: OutputItem
 
 
-class ContentPartEvent(Event, kw_only=True):
+class ItemEvent(Event, kw_only=True):
     item_id: str
     output_index: int
+
+
+class ContentEvent(ItemEvent, kw_only=True):
     content_index: int
+
+
+class ContentPartEvent(ContentEvent, kw_only=True):
     part: OutputText
 
 
-class TextDeltaEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
-    content_index: int
+class TextDeltaEvent(ContentEvent, kw_only=True):
     delta: str
     logprobs: list[Any] = []
 
 
-class TextDoneEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
-    content_index: int
+class TextDoneEvent(ContentEvent, kw_only=True):
     text: str
     logprobs: list[Any] = []
 
 
-class SummaryDeltaEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
+class SummaryEvent(ItemEvent, kw_only=True):
     summary_index: int
+
+
+class SummaryDeltaEvent(SummaryEvent, kw_only=True):
     delta: str
 
 
-class SummaryDoneEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
-    summary_index: int
+class SummaryDoneEvent(SummaryEvent, kw_only=True):
     text: str
 
 
-class ArgumentsDeltaEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
+class ArgumentsDeltaEvent(ItemEvent, kw_only=True):
     delta: str
 
 
-class ArgumentsDoneEvent(Event, kw_only=True):
-    item_id: str
-    output_index: int
+class ArgumentsDoneEvent(ItemEvent, kw_only=True):
     arguments: str

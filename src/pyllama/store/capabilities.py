@@ -1,13 +1,10 @@
 """Capability names and the GGUF facts they rest on.
 
 The rules themselves (which template constructs mean tools, thinking,
-insert) live in ``pyllama.templates.capabilities.model_capabilities``, the
-one function /api/show, /api/tags and the inference routes all use.
+insert) live above the store, in ``pyllama.templates.capabilities``.
 """
 
 from __future__ import annotations
-
-import re
 
 from pyllama.store.gguf_meta import GGUFInfo
 
@@ -22,7 +19,6 @@ THINKING = "thinking"
 ORDER = (COMPLETION, TOOLS, INSERT, VISION, EMBEDDING, THINKING, "image", "audio")
 
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
-_FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id")
 
 
 def is_embedding_model(info: GGUFInfo | None) -> bool:

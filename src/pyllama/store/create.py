@@ -3,7 +3,9 @@
 ``validate_create`` runs before any response byte is sent, so request
 mistakes become a plain 400.  ``create_model`` then does the work, reporting
 Ollama's status lines through ``emit``; it writes the manifest last, under
-the store lock, once every layer blob is in place.
+the store lock, once every layer blob is in place.  Every blob the new
+manifest names is held (``Store.holding``) from the moment it is checked or
+written, so a concurrent delete cannot prune it first.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyllama.options import LEGACY_OPTIONS, OptionError, check_parameter
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
-from pyllama.store.gotemplate import check_go_template
-from pyllama.store.layout import Store
+from pyllama.store.layout import BlobHold, Store
 from pyllama.store.manifest import (
     CONFIG_MEDIA_TYPE,
     DIGEST_RE,
@@ -44,7 +46,6 @@ from pyllama.store.manifest import (
 from pyllama.store.model import load_model
 from pyllama.store.modelfile import SEMVER_RE
 from pyllama.store.names import ModelName, parse_name_or_400
-from pyllama.store.options import validate_parameters
 from pyllama.store.quantize import QUANTIZABLE_FROM, canonical_quant_type, quantize_file
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,27 @@ def _check_files(files: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def validate_parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Check /api/create ``parameters`` before storing them.
+
+    Stricter than request ``options`` because this is persisted: unknown
+    names and wrong types are a 400. Legacy names are dropped. Values are
+    kept as given (after the type check; a lone ``stop`` string becomes a list).
+    """
+    out: dict[str, Any] = {}
+    for name, value in (parameters or {}).items():
+        if value is None:
+            continue
+        if name in LEGACY_OPTIONS:
+            log.warning("parameter %s is deprecated and ignored", name)
+            continue
+        try:
+            out[name] = check_parameter(name, value)
+        except OptionError as exc:
+            raise InvalidRequest(exc.message) from None
+    return out
+
+
 def validate_create(
     *,
     model: str,
@@ -103,8 +125,12 @@ def validate_create(
     renderer: str | None = None,
     parser: str | None = None,
     requires: str | None = None,
+    check_template: Callable[[str], None] | None = None,
 ) -> CreateSpec:
-    """Check everything that can be checked without doing the work; 400 on mistakes."""
+    """Check everything that can be checked without doing the work; 400 on mistakes.
+
+    ``check_template`` parses a TEMPLATE (ValueError when it does not parse);
+    the server passes the template engine's parser, which lives above the store."""
     name = parse_name_or_400(model or "")
     from_ = (from_ or "").strip()
     if not from_ and not files:
@@ -119,7 +145,8 @@ def validate_create(
     spec.draft_files = _check_files(draft_files)
     if template is not None:
         try:
-            check_go_template(template)
+            if check_template is not None:
+                check_template(template)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         spec.template = template
@@ -150,10 +177,8 @@ def _status(emit: Emit, status: str, **extra: Any) -> None:
     emit({"status": status, **extra})
 
 
-def _gguf_for(store: Store, digest: str, filename: str) -> GGUFInfo:
-    path = store.blob_path(digest)
-    if not path.is_file():
-        raise NotFound(f'blob "{digest}" not found')
+def _gguf_for(hold: BlobHold, digest: str, filename: str) -> GGUFInfo:
+    path = hold.require(digest)
     if not is_gguf(path):
         raise InvalidRequest(f"{filename}: unsupported file format (only GGUF files are supported)")
     try:
@@ -179,32 +204,34 @@ def _config_from_gguf(info: GGUFInfo, config: ModelConfig) -> ModelConfig:
 class _Builder:
     """Accumulates layers and reports each as Ollama does."""
 
-    def __init__(self, store: Store, emit: Emit) -> None:
+    def __init__(self, store: Store, hold: BlobHold, emit: Emit) -> None:
         self.store = store
+        self.hold = hold
         self.emit = emit
         self.layers: list[Layer] = []
         self.data: dict[str, bytes] = {}
 
     def add_existing(self, layer: Layer) -> None:
-        if not self.store.has_blob(layer.digest):
-            raise NotFound(f"blob {layer.digest} not found")
+        self.hold.require(layer.digest)
         _status(self.emit, f"using existing layer {layer.digest}")
         self.layers.append(layer)
 
     def add_data(self, media_type: str, data: bytes) -> None:
-        digest, created = self.store.write_blob(data)
+        digest, created = self.hold.write_blob(data)
         _status(self.emit, f"{'creating new' if created else 'using existing'} layer {digest}")
         self.layers.append(Layer(media_type, digest, len(data)))
         self.data[digest] = data
 
     def restore_missing(self) -> None:
-        """Re-write small layers a concurrent delete pruned before our manifest landed."""
+        """Re-write small layers another process's delete pruned before our
+        manifest landed (this process's deletes skip held blobs)."""
         for digest, data in self.data.items():
             if not self.store.has_blob(digest):
                 self.store.write_blob(data)
 
 
-def _quantize(store: Store, layer: Layer, info: GGUFInfo, quant: str, emit: Emit, cancel: threading.Event | None) -> tuple[Layer, GGUFInfo]:
+def _quantize(store: Store, hold: BlobHold, layer: Layer, info: GGUFInfo, quant: str, emit: Emit,
+              cancel: threading.Event | None) -> tuple[Layer, GGUFInfo]:
     source_type = info.file_type
     if source_type not in QUANTIZABLE_FROM:
         raise InvalidRequest("quantization is only supported for F16, BF16 and F32 models")
@@ -220,6 +247,7 @@ def _quantize(store: Store, layer: Layer, info: GGUFInfo, quant: str, emit: Emit
         _status(emit, "verifying conversion")
         writer_digest = sha256_file(target)
         size = target.stat().st_size
+        hold.add(writer_digest)
         store.link_blob(target, writer_digest)
     finally:
         target.unlink(missing_ok=True)
@@ -239,6 +267,12 @@ def create_model(
     cancel: threading.Event | None = None,
 ) -> None:
     """Create (or replace) ``spec.name``; emits status dicts ending with ``success``."""
+    with store.holding() as hold:
+        _create(store, hold, spec, emit, pull, cancel)
+
+
+def _create(store: Store, hold: BlobHold, spec: CreateSpec, emit: Emit, pull: PullFn | None,
+            cancel: threading.Event | None) -> None:
     config = ModelConfig()
     weights: list[Layer] = []
     template: str | None = None
@@ -257,7 +291,11 @@ def create_model(
             if pull is None:
                 raise NotFound(f"model '{spec.from_}' not found")
             pull(base_name, emit)
-        base = load_model(store, base_name)
+        with store.locked():  # the base's weights are held before anyone can prune them
+            base = load_model(store, base_name)
+            for layer in base.stored.manifest.layers:
+                if layer.media_type in WEIGHT_MEDIA_TYPES:
+                    hold.require(layer.digest)
         source = base.name.display_shortest
         config = ModelConfig(**{f: getattr(base.config, f) for f in base.config.__struct_fields__})
         for layer in base.stored.manifest.layers:
@@ -271,7 +309,7 @@ def create_model(
         _status(emit, "parsing GGUF")
         new_weights: list[Layer] = []
         for filename, digest in files.items():
-            info = _gguf_for(store, digest, filename)
+            info = _gguf_for(hold, digest, filename)
             size = store.blob_path(digest).stat().st_size
             is_projector = info.architecture in _PROJECTOR_ARCHES or any(k.startswith("clip.") for k in info.kv)
             if is_projector:
@@ -298,19 +336,19 @@ def create_model(
         _status(emit, "parsing GGUF")
         weights = [layer for layer in weights if layer.media_type != MEDIA_ADAPTER]
         for filename, digest in spec.adapters.items():
-            _gguf_for(store, digest, filename)
+            _gguf_for(hold, digest, filename)
             weights.append(Layer(MEDIA_ADAPTER, digest, store.blob_path(digest).stat().st_size))
     if spec.draft_files:
         weights = [layer for layer in weights if layer.media_type != MEDIA_DRAFT]
         for filename, digest in spec.draft_files.items():
-            _gguf_for(store, digest, filename)
+            _gguf_for(hold, digest, filename)
             weights.append(Layer(MEDIA_DRAFT, digest, store.blob_path(digest).stat().st_size))
 
     if spec.quantize:
         index = next((i for i, layer in enumerate(weights) if layer.media_type == MEDIA_MODEL), None)
         if index is None or model_info is None:
             raise InvalidRequest("quantization needs GGUF model weights")
-        weights[index], model_info = _quantize(store, weights[index], model_info, spec.quantize, emit, cancel)
+        weights[index], model_info = _quantize(store, hold, weights[index], model_info, spec.quantize, emit, cancel)
         config = _config_from_gguf(model_info, config)
 
     if spec.template is not None:
@@ -327,7 +365,7 @@ def create_model(
     config.parser = spec.parser or config.parser
     config.requires = spec.requires or config.requires
 
-    builder = _Builder(store, emit)
+    builder = _Builder(store, hold, emit)
     for layer in sorted(weights, key=lambda l: WEIGHT_MEDIA_TYPES.index(l.media_type)):
         builder.add_existing(layer)
     if template:
@@ -343,7 +381,7 @@ def create_model(
         builder.add_data(MEDIA_MESSAGES, json.dumps(messages, separators=(",", ":"), ensure_ascii=False).encode())
 
     config_bytes = encode_config(config)
-    config_digest, _ = store.write_blob(config_bytes)
+    config_digest, _ = hold.write_blob(config_bytes)
     builder.data[config_digest] = config_bytes
     manifest = Manifest(config=Layer(CONFIG_MEDIA_TYPE, config_digest, len(config_bytes)), layers=builder.layers)
     if cancel is not None and cancel.is_set():

@@ -4,6 +4,9 @@ Same layout as Ollama's, so ``PYLLAMA_MODELS=~/.ollama/models`` serves what
 Ollama already downloaded.  All manifest writes and deletes happen under
 the store lock, and a manifest is only written once every blob it names is
 present, so no reader ever sees a manifest pointing at a missing blob.
+A create or pull holds the blobs its manifest will name (``Store.holding``)
+from the moment it checks or writes them, so a concurrent delete cannot
+prune them before that manifest lands.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -90,6 +94,54 @@ class BlobWriter:
         self.path.unlink(missing_ok=True)
 
 
+class BlobHold:
+    """Blobs an unfinished create or pull will name in its manifest.
+
+    A delete prunes every blob no manifest references.  Between a create
+    checking a blob (the user's upload, a base model's weights) and writing
+    its manifest, nothing references that blob yet, so a delete of the last
+    other model using it would remove it and the create would fail with a
+    lost upload.  Held blobs are skipped by pruning until the hold ends.
+    The pins live in this process (``store_lock``); another process pruning
+    the same store is only kept from leaving a broken manifest, by the
+    check ``write_manifest`` makes under the store lock.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._held: list[str] = []
+        self._guard = threading.Lock()
+
+    def _pin(self, digest: str) -> None:
+        with self._guard:
+            self._held.append(digest)
+        self._store._lock.pin([digest])
+
+    def require(self, digest: str) -> Path:
+        """Hold a blob that must already exist; NotFound if it does not."""
+        path = self._store.blob_path(digest)
+        with self._store.locked():
+            if not path.is_file():
+                raise NotFound(f'blob "{normalize_digest(digest)}" not found')
+            self._pin(normalize_digest(digest))
+        return path
+
+    def add(self, digest: str) -> None:
+        """Hold a blob before writing or linking it in."""
+        self._store.blob_path(digest)  # validates the digest
+        self._pin(normalize_digest(digest))
+
+    def write_blob(self, data: bytes) -> tuple[str, bool]:
+        """``Store.write_blob`` with the result held from before it exists."""
+        self.add("sha256:" + hashlib.sha256(data).hexdigest())
+        return self._store.write_blob(data)
+
+    def release(self) -> None:
+        with self._guard:
+            held, self._held = self._held, []
+        self._store._lock.unpin(held)
+
+
 class Store:
     """A model store rooted at one directory."""
 
@@ -107,6 +159,15 @@ class Store:
         """Hold the store lock (re-entrant within this process)."""
         with self._lock.hold():
             yield
+
+    @contextmanager
+    def holding(self) -> Iterator[BlobHold]:
+        """Keep the blobs added to the yielded hold from pruning until the block ends."""
+        hold = BlobHold(self)
+        try:
+            yield hold
+        finally:
+            hold.release()
 
     # -- blobs ---------------------------------------------------------
 
@@ -205,7 +266,7 @@ class Store:
         with self.locked():
             for digest in sorted(manifest.digests()):
                 if not self.has_blob(digest):
-                    raise NotFound(f"blob {digest} not found")
+                    raise NotFound(f'blob "{digest}" not found')
             resolved = self.resolve(name)
             path = self.manifest_path(resolved)
             old: set[str] = set()
@@ -277,13 +338,14 @@ class Store:
         """Delete those of ``candidates`` no manifest references; return them.
 
         Honours NOPRUNE.  Runs under the lock so a concurrent create cannot
-        install a manifest that names a blob between our check and unlink.
+        install a manifest that names a blob between our check and unlink;
+        blobs an unfinished create or pull holds count as referenced.
         """
         if self.noprune:
             return []
         removed: list[str] = []
         with self.locked():
-            used = self.referenced_digests()
+            used = self.referenced_digests() | self._lock.pinned()
             for digest in sorted(set(candidates) - used):
                 path = self.blob_path(digest)
                 try:
@@ -311,7 +373,7 @@ class Store:
             if self.noprune:
                 return
             # A corrupt manifest means we cannot know what is referenced.
-            used: set[str] = set()
+            used = self._lock.pinned()
             corrupt: list[Path] = []
             for model in self.iter_models(corrupt):
                 used |= model.manifest.digests()

@@ -4,6 +4,8 @@ A process-wide re-entrant lock keeps threads of one server apart; an
 ``fcntl`` lock on a file in the store root keeps separate processes (two
 servers, or a server and a CLI) apart.  Critical sections are short: they
 check blobs, write a manifest, or delete and prune, never transfer data.
+The same object counts the blobs that unfinished creates and pulls of this
+process hold (pins), which pruning must leave alone.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +35,23 @@ class _StoreLock:
         self.thread_lock = threading.RLock()
         self.depth = 0
         self.fd: int | None = None
+        # Blobs an unfinished create or pull in this process will name in its
+        # manifest; pruning skips them (see layout.BlobHold).
+        self.pins: Counter[str] = Counter()
+
+    def pin(self, digests: Iterable[str]) -> None:
+        with self.thread_lock:
+            self.pins.update(digests)
+
+    def unpin(self, digests: Iterable[str]) -> None:
+        with self.thread_lock:
+            self.pins.subtract(digests)
+            for digest in [d for d, n in self.pins.items() if n <= 0]:
+                del self.pins[digest]
+
+    def pinned(self) -> set[str]:
+        with self.thread_lock:
+            return set(self.pins)
 
     @contextmanager
     def hold(self) -> Iterator[None]:

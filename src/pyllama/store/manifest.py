@@ -7,7 +7,6 @@ encoded compactly with a trailing newline.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -27,7 +26,6 @@ MEDIA_SYSTEM = _PREFIX + "system"
 MEDIA_LICENSE = _PREFIX + "license"
 MEDIA_PARAMS = _PREFIX + "params"
 MEDIA_MESSAGES = _PREFIX + "messages"
-MEDIA_EMBED = _PREFIX + "embed"  # obsolete, ignored
 
 # Layers that hold weights (inherited by reference on create).
 WEIGHT_MEDIA_TYPES = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER, MEDIA_DRAFT)
@@ -93,20 +91,12 @@ def encode_manifest(manifest: Manifest) -> bytes:
     return msgspec.json.encode(manifest) + b"\n"
 
 
-def is_valid_digest(digest: str) -> bool:
-    return DIGEST_RE.match(digest) is not None
-
-
 def normalize_digest(digest: str) -> str:
     """``sha256:<lowercase hex>``; raise ValueError for anything else."""
     match = DIGEST_RE.match(digest)
     if match is None:
         raise ValueError("invalid digest format")
     return "sha256:" + match.group(1).lower()
-
-
-def digest_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class ModelConfig(msgspec.Struct, omit_defaults=True):

@@ -1,7 +1,8 @@
 """A stored model read back into the pieces the server needs.
 
 Reads the manifest's layers (weights, template, system, params, ...) into one
-object: /api/show renders it, and the scheduler/engine will load from it.
+object: /api/show renders it and the scheduler loads from it. What the model
+can do (its capabilities) is judged above the store, by the templates package.
 """
 
 from __future__ import annotations
@@ -72,21 +73,6 @@ class LocalModel:
         info = info if info is not None else self.gguf()
         chat = info.kv.get("tokenizer.chat_template") if info is not None else None
         return chat if isinstance(chat, str) else ""
-
-    def capabilities(self, info: GGUFInfo | None = None) -> list[str]:
-        # Imported here: the templates package builds on the store.
-        from pyllama.templates.capabilities import model_capabilities
-
-        info = info if info is not None else self.gguf()
-        chat = info.kv.get("tokenizer.chat_template") if info is not None else None
-        return model_capabilities(
-            info,
-            go_template=self.template,
-            jinja_template=chat if isinstance(chat, str) else "",
-            has_projector=bool(self.projector_paths),
-            family=self.config.model_family,
-            extra=self.config.capabilities,
-        )
 
 
 def _text(store: Store, digest: str) -> str:

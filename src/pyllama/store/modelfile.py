@@ -17,7 +17,7 @@ from typing import Any
 
 from pyllama.store.fsutil import sha256_file
 from pyllama.store.manifest import DIGEST_RE, normalize_digest
-from pyllama.store.options import DEPRECATED_PARAMETERS, parse_parameter_text
+from pyllama.options import DEPRECATED_PARAMETERS, parse_parameter_text
 
 log = logging.getLogger(__name__)
 

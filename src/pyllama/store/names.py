@@ -128,11 +128,3 @@ def parse_name_or_400(raw: str, message: str = "invalid model name") -> ModelNam
         return parse_name(raw)
     except ValueError:
         raise InvalidRequest(message) from None
-
-
-def is_valid_name(raw: str) -> bool:
-    try:
-        parse_name(raw)
-    except ValueError:
-        return False
-    return True

@@ -9,15 +9,11 @@ model that points at missing or unverified data.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import os
-import platform
 import random
-import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,41 +26,32 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from pyllama.store.signing import load_openssh_key
 from pyllama.store.errors import RegistryError, StoreError
 from pyllama.store.fsutil import TEMP_PREFIX, sha256_file
-from pyllama.store.layout import Store
+from pyllama.store.layout import BlobHold, Store
 from pyllama.store.lock import blob_download_lock
 from pyllama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, decode_manifest
 from pyllama.store.names import ModelName, parse_name
+from pyllama.store.registry_http import (
+    CHUNK,
+    MAX_LAYERS_IN_FLIGHT,
+    MAX_PART_SIZE,
+    MAX_PARTS_IN_FLIGHT,
+    PROGRESS_INTERVAL_S,
+    UPLOAD_MAX_PART,
+    UPLOAD_MIN_PART,
+    Canceled,
+    RegistryHTTP,
+    short_hex,
+    status_error,
+)
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 
-MIN_PART_SIZE = 100 * 1000 * 1000
-MAX_PART_SIZE = 1000 * 1000 * 1000
-MAX_PARTS_IN_FLIGHT = 16
-MAX_LAYERS_IN_FLIGHT = 4
-UPLOAD_MIN_PART = 100 * 1000 * 1000
-UPLOAD_MAX_PART = 1000 * 1000 * 1000
-STALL_TIMEOUT_S = 30.0
-PROGRESS_INTERVAL_S = 0.06
-CHUNK = 1 << 16
-
-USER_AGENT = f"pyllama/0.1.0 ({platform.machine() or 'unknown'} {platform.system().lower()}) Python/{platform.python_version()}"
-
-_challenge_re = re.compile(r'(\w+)="([^"]*)"')
-
 _blob_locks_guard = threading.Lock()
 _blob_locks: dict[str, threading.Lock] = {}
-
-
-class Canceled(StoreError):
-    status_code = 499
-
-    def __init__(self) -> None:
-        super().__init__("request canceled")
 
 
 @contextmanager
@@ -74,40 +61,6 @@ def _blob_lock(digest: str) -> Iterator[None]:
         lock = _blob_locks.setdefault(digest, threading.Lock())
     with lock:
         yield
-
-
-def short_hex(digest: str) -> str:
-    """The 12 hex characters Ollama shows in ``pulling <hex>``."""
-    return digest[7:19]
-
-
-def _status_error(response: httpx.Response) -> RegistryError:
-    if response.status_code == 404:
-        return RegistryError("file does not exist", 404)
-    try:
-        body = response.read().decode("utf-8", errors="replace").strip()
-    except httpx.HTTPError:
-        body = ""
-    if response.status_code == 401:
-        return RegistryError(f"401: unauthorized{': ' + body if body else ''}", 401)
-    return RegistryError(f"{response.status_code}: {body}")
-
-
-def default_key_path() -> Path:
-    """The signing key: ``PYLLAMA_KEY`` if set, else Ollama's ``~/.ollama/id_ed25519``."""
-    return Path(os.environ.get("PYLLAMA_KEY") or "~/.ollama/id_ed25519").expanduser()
-
-
-def sign_challenge(data: bytes, key_path: Path) -> str | None:
-    """Ollama's ``<public key>:<base64 signature>`` header value, or None without a key."""
-    if not key_path.is_file():
-        return None
-    try:
-        key = load_openssh_key(key_path)
-    except (OSError, ValueError) as exc:
-        log.warning("cannot sign registry challenge with %s: %s", key_path, exc)
-        return None
-    return f"{key.authorized_key}:{base64.b64encode(key.sign(data)).decode()}"
 
 
 @dataclass
@@ -121,126 +74,8 @@ class _Part:
         return json.dumps({"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}).encode()
 
 
-class RegistryClient:
-    """Talks to one registry host for one model name."""
-
-    def __init__(
-        self,
-        store: Store,
-        name: ModelName,
-        *,
-        insecure: bool = False,
-        transport: httpx.BaseTransport | None = None,
-        min_part_size: int = MIN_PART_SIZE,
-        upload_part_size: int | None = None,
-        retries: int = 6,
-        backoff_s: float = 1.0,
-        cancel: threading.Event | None = None,
-        key_path: Path | None = None,
-    ) -> None:
-        if name.scheme == "http" and not insecure:
-            raise RegistryError("insecure protocol http", 400)
-        self.store = store
-        self.name = name
-        self.scheme = "http" if insecure else "https"
-        self.base = f"{self.scheme}://{name.host}"
-        self.min_part_size = min_part_size
-        self.upload_part_size = upload_part_size
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.cancel = cancel or threading.Event()
-        self._abort = threading.Event()  # set when one layer of a pull fails
-        self.token: str | None = None
-        self.key_path = key_path or default_key_path()
-        self._token_lock = threading.Lock()
-        self.client = httpx.Client(
-            transport=transport,
-            headers={"User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(STALL_TIMEOUT_S),
-            follow_redirects=False,
-        )
-        self._progress_lock = threading.Lock()
-
-    def close(self) -> None:
-        self.client.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- HTTP with the bearer challenge flow ---------------------------
-
-    def _url(self, path: str) -> str:
-        return f"{self.base}/v2/{self.name.repository}/{path}"
-
-    def _same_host(self, url: str) -> bool:
-        return urlsplit(url).netloc.lower() == urlsplit(self.base).netloc.lower()
-
-    def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = dict(extra or {})
-        if self.token and self._same_host(url):
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
-
-    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None, stream: bool = False, **kwargs: Any) -> httpx.Response:
-        """Send a request; on a 401 Bearer challenge fetch a token and retry once."""
-        for attempt in range(2):
-            request = self.client.build_request(method, url, headers=self._headers(url, headers), **kwargs)
-            try:
-                response = self.client.send(request, stream=stream)
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"{method} {url}: {exc}") from None
-            if response.status_code != 401 or attempt == 1:
-                return response
-            challenge = response.headers.get("WWW-Authenticate", "")
-            response.close()
-            if not challenge.lower().startswith("bearer "):
-                raise RegistryError("401: unauthorized", 401)
-            self._fetch_token(challenge)
-        raise AssertionError("unreachable")
-
-    def _fetch_token(self, challenge: str) -> None:
-        params = dict(_challenge_re.findall(challenge))
-        realm = params.get("realm", "")
-        if not realm:
-            raise RegistryError("401: unauthorized: no realm in challenge", 401)
-        if urlsplit(realm).hostname != urlsplit(self.base).hostname:
-            raise RegistryError(f"unauthorized: realm host {urlsplit(realm).hostname!r} does not match registry host", 401)
-        query = {
-            "service": params.get("service", ""),
-            "scope": params.get("scope", ""),
-            "ts": str(int(time.time())),
-            "nonce": base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="),
-        }
-        parts = urlsplit(realm)
-        joined_query = "&".join(q for q in (parts.query, urlencode(query)) if q)
-        token_url = urlunsplit((parts.scheme, parts.netloc, parts.path, joined_query, ""))
-        headers: dict[str, str] = {}
-        body_hash = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
-        signature = sign_challenge(f"GET,{token_url},{body_hash}".encode(), self.key_path)
-        if signature:
-            headers["Authorization"] = signature
-        with self._token_lock:
-            try:
-                response = self.client.get(token_url, headers=headers)
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"token request failed: {exc}") from None
-            if response.status_code >= 400:
-                raise _status_error(response)
-            try:
-                data = response.json()
-            except ValueError:
-                raise RegistryError("token request failed: invalid JSON") from None
-            token = data.get("token") or data.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise RegistryError("token request failed: no token in response")
-            self.token = token
-
-    def _check(self) -> None:
-        if self.cancel.is_set() or self._abort.is_set():
-            raise Canceled()
+class RegistryClient(RegistryHTTP):
+    """Pulls and pushes one model name from and to its registry."""
 
     # -- pull ----------------------------------------------------------
 
@@ -250,7 +85,7 @@ class RegistryClient:
         except RegistryError as exc:
             raise RegistryError(f"pull model manifest: {exc.message}", exc.status_code) from None
         if response.status_code >= 400:
-            error = _status_error(response)
+            error = status_error(response)
             raise RegistryError(f"pull model manifest: {error.message}", error.status_code)
         return response.content
 
@@ -265,31 +100,35 @@ class RegistryClient:
         if manifest.config is None:
             raise RegistryError("pull model manifest: unsupported manifest format (no config)")
         layers = [*manifest.layers, manifest.config]
-        # Layers download side by side (each in parts); the first failure stops the rest.
-        with ThreadPoolExecutor(max_workers=min(MAX_LAYERS_IN_FLIGHT, len(layers))) as pool:
-            futures = [pool.submit(self._pull_layer, layer, emit) for layer in layers]
-            errors: list[BaseException] = []
-            for future in futures:
-                try:
-                    future.result()
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
-                    self._abort.set()
-        if errors:
-            # Report the failure itself, not the siblings it stopped.
-            raise next((e for e in errors if not isinstance(e, Canceled)), errors[0])
-        emit({"status": "verifying sha256 digest"})
-        emit({"status": "writing manifest"})
-        with self.store.locked():
-            orphaned = self.store.write_manifest(self.name, raw, manifest)
-            if orphaned and not self.store.noprune:
-                emit({"status": "removing unused layers"})
-                self.store.prune_digests(orphaned)
+        # Every layer is held from before its presence check until the
+        # manifest is written, so a concurrent delete cannot prune it.
+        with self.store.holding() as hold:
+            # Layers download side by side (each in parts); the first failure stops the rest.
+            with ThreadPoolExecutor(max_workers=min(MAX_LAYERS_IN_FLIGHT, len(layers))) as pool:
+                futures = [pool.submit(self._pull_layer, layer, emit, hold) for layer in layers]
+                errors: list[BaseException] = []
+                for future in futures:
+                    try:
+                        future.result()
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below
+                        errors.append(exc)
+                        self._abort.set()
+            if errors:
+                # Report the failure itself, not the siblings it stopped.
+                raise next((e for e in errors if not isinstance(e, Canceled)), errors[0])
+            emit({"status": "verifying sha256 digest"})
+            emit({"status": "writing manifest"})
+            with self.store.locked():
+                orphaned = self.store.write_manifest(self.name, raw, manifest)
+                if orphaned and not self.store.noprune:
+                    emit({"status": "removing unused layers"})
+                    self.store.prune_digests(orphaned)
         emit({"status": "success"})
 
-    def _pull_layer(self, layer: Layer, emit: Emit) -> None:
+    def _pull_layer(self, layer: Layer, emit: Emit, hold: BlobHold) -> None:
         """Make one blob present and verified."""
         status = f"pulling {short_hex(layer.digest)}"
+        hold.add(layer.digest)
         with _blob_lock(layer.digest), blob_download_lock(self.store.root, layer.digest):
             self._check()
             if self.store.has_blob(layer.digest):
@@ -333,7 +172,7 @@ class RegistryClient:
                 if location:
                     return urljoin(url, location)
             if response.status_code >= 400:
-                raise _status_error(response)
+                raise status_error(response)
             return url
         finally:
             response.close()
@@ -409,7 +248,7 @@ class RegistryClient:
                 response = self.request("GET", location, headers={"Range": f"bytes={start}-{end}"}, stream=True)
                 try:
                     if response.status_code >= 400:
-                        raise _status_error(response)
+                        raise status_error(response)
                     if response.status_code != 206 and start != 0:
                         raise RegistryError(f"registry ignored the Range request ({response.status_code})")
                     position = start
@@ -479,7 +318,7 @@ class RegistryClient:
             content=stored.raw,
         )
         if response.status_code >= 400:
-            raise _status_error(response)
+            raise status_error(response)
         emit({"status": "success"})
 
     def _push_layer(self, layer: Layer, emit: Emit) -> None:
@@ -489,7 +328,7 @@ class RegistryClient:
             emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
             return
         if head.status_code not in (404,) and head.status_code >= 400:
-            raise _status_error(head)
+            raise status_error(head)
         params: dict[str, str] = {}
         if layer.from_:
             try:
@@ -503,7 +342,7 @@ class RegistryClient:
             emit({"status": status, "digest": layer.digest, "total": layer.size, "completed": layer.size})
             return
         if response.status_code >= 400:
-            raise _status_error(response)
+            raise status_error(response)
         location = response.headers.get("Docker-Upload-Location") or response.headers.get("Location")
         if not location:
             raise RegistryError("registry did not return an upload location")
@@ -533,7 +372,7 @@ class RegistryClient:
         finish = urlunsplit((split.scheme, split.netloc, split.path, query, ""))
         response = self.request("PUT", finish, headers={"Content-Length": "0"})
         if response.status_code >= 400:
-            raise _status_error(response)
+            raise status_error(response)
 
     def _upload_part(self, location: str, chunk: bytes, start: int, end: int) -> str:
         """PATCH one part; return the URL for the next one."""
@@ -547,10 +386,10 @@ class RegistryClient:
             redirect = urljoin(location, response.headers.get("Location", ""))
             put = self.client.put(redirect, content=chunk, headers={"Content-Type": "application/octet-stream"})
             if put.status_code >= 400:
-                raise _status_error(put)
+                raise status_error(put)
             return location
         if response.status_code >= 400:
-            raise _status_error(response)
+            raise status_error(response)
         next_location = response.headers.get("Docker-Upload-Location") or response.headers.get("Location")
         return urljoin(location, next_location) if next_location else location
 

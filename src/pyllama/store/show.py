@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -198,8 +199,10 @@ def format_time(timestamp: float) -> str:
     return f"{base}{'.' + fraction if fraction else ''}{offset}"
 
 
-def show_response(model: LocalModel, verbose: bool = False) -> dict[str, Any]:
-    """The /api/show body; empty fields are left out."""
+def show_response(model: LocalModel, capabilities: Callable[[LocalModel, GGUFInfo | None], list[str]],
+                  verbose: bool = False) -> dict[str, Any]:
+    """The /api/show body; empty fields are left out. ``capabilities`` judges the model
+    (the templates package does, above the store)."""
     info = model.gguf(materialise_arrays=verbose)
     out: dict[str, Any] = {}
     if model.licenses:
@@ -229,7 +232,7 @@ def show_response(model: LocalModel, verbose: bool = False) -> dict[str, Any]:
             pass
     if verbose and info is not None:
         out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
-    out["capabilities"] = model.capabilities(info)
+    out["capabilities"] = capabilities(model, info)
     out["modified_at"] = format_time(model.stored.mtime)
     if model.config.requires:
         out["requires"] = model.config.requires

@@ -7,7 +7,6 @@ and the signing.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 

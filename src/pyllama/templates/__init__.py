@@ -11,7 +11,13 @@
 from pyllama.templates.capabilities import model_capabilities, required_capabilities
 from pyllama.templates.gotemplate import Template, TemplateError, TemplateExecError, TemplateSyntaxError
 from pyllama.templates.messages import chat_messages, generate_messages, to_openai_messages
-from pyllama.templates.ollama import DEFAULT_TEMPLATE, OllamaTemplate, parse_ollama_template, template_info
+from pyllama.templates.ollama import (
+    DEFAULT_TEMPLATE,
+    OllamaTemplate,
+    check_template,
+    parse_ollama_template,
+    template_info,
+)
 from pyllama.templates.parsers import (
     GoOutputParser,
     JinjaOutputParser,
@@ -38,6 +44,7 @@ __all__ = [
     "ThinkingParser",
     "ToolCallParser",
     "build_prompt",
+    "check_template",
     "chat_messages",
     "generate_messages",
     "load_chat_templates",

@@ -1,8 +1,7 @@
-"""Model capabilities with Ollama's rules for TEMPLATE layers.
+"""Model capabilities with Ollama's rules, decided from the parsed template.
 
-``pyllama.store.capabilities.compute_capabilities`` reads the template text
-with patterns; this module decides from the parsed template the way Ollama
-does: ``tools`` when the template uses ``.Tools``, ``insert`` when it uses
+The capability names live in ``pyllama.store.capabilities``; this module
+decides the way Ollama does: ``tools`` when the template uses ``.Tools``, ``insert`` when it uses
 ``.Suffix``, ``thinking`` when thinking tags can be inferred around
 ``.Thinking`` (or the family is gpt-oss). Models without a TEMPLATE layer
 use their GGUF Jinja template, judged by llama.cpp's own analysis when a
@@ -25,6 +24,7 @@ from pyllama.store.capabilities import (
     is_embedding_model,
 )
 from pyllama.store.gguf_meta import GGUFInfo
+from pyllama.store.model import LocalModel
 from pyllama.templates.gotemplate import TemplateError
 from pyllama.templates.ollama import parse_ollama_template
 
@@ -92,6 +92,15 @@ def model_capabilities(info: GGUFInfo | None, *, go_template: str | None = None,
             caps.add(INSERT)  # Jinja models fill in the middle with their FIM tokens
     known = [cap for cap in ORDER if cap in caps]
     return known + sorted(caps - set(ORDER))
+
+
+def stored_model_capabilities(local: LocalModel, info: GGUFInfo | None = None) -> list[str]:
+    """A stored model's capabilities: the one list /api/show, /api/tags and the inference routes use."""
+    info = info if info is not None else local.gguf()
+    chat = info.kv.get("tokenizer.chat_template") if info is not None else None
+    return model_capabilities(info, go_template=local.template, jinja_template=chat if isinstance(chat, str) else "",
+                              has_projector=bool(local.projector_paths), family=local.config.model_family,
+                              extra=local.config.capabilities)
 
 
 def required_capabilities(*, tools: bool = False, think: bool = False, images: bool = False,

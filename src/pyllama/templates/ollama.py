@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyllama.templates.gotemplate import Template
+from pyllama.templates.gotemplate import Template, TemplateSyntaxError
 from pyllama.templates.gotemplate.nodes import (
     ActionNode,
     BranchNode,
@@ -147,6 +147,19 @@ class OllamaTemplate:
 def parse_ollama_template(text: str) -> OllamaTemplate:
     """Parse (and cache) a TEMPLATE layer; raises ``TemplateSyntaxError``."""
     return OllamaTemplate(text)
+
+
+def check_template(text: str) -> None:
+    """Raise ValueError unless ``text`` parses as a TEMPLATE, worded as Go's parser
+    words it (``template: :LINE: message``, no column).
+
+    /api/create passes this to the store, so a broken TEMPLATE is a 400 at
+    create time rather than a failure at the first chat request.
+    """
+    try:
+        parse_ollama_template(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template: {exc.name}:{exc.line}: {exc.detail}") from None
 
 
 def collate(messages: Sequence[Message]) -> tuple[str, list[Message]]:

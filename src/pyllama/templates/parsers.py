@@ -17,26 +17,19 @@ Two implementations, one per template kind:
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import secrets
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from pyllama.ids import new_id
 from pyllama.templates.gotemplate.values import OrderedMap
 from pyllama.templates.messages import tool_call
-
-if TYPE_CHECKING:
-    from pyllama.templates.prompt import RenderedPrompt
-
-_ID_CHARS = string.ascii_lowercase + string.digits
 
 
 def new_call_id() -> str:
     """A tool-call id in Ollama's form: ``call_`` + 8 of [a-z0-9]."""
-    return "call_" + "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+    return new_id("call", "alnum", 8)
 
 
 @dataclass
@@ -440,18 +433,3 @@ def _common_prefix(a: str, b: str) -> int:
             break
         n += 1
     return n
-
-
-def make_output_parser(rendered: RenderedPrompt) -> OutputParser:
-    """The parser matching how ``rendered`` was built."""
-    if rendered.tool_format == "generic":
-        from pyllama.templates.generic_tools import GenericAnswerParser
-
-        inner = make_output_parser(dataclasses.replace(rendered, tools=[], tool_format=""))
-        return GenericAnswerParser(inner, rendered.tools)
-    if rendered.kind == "jinja" and rendered.chat_params is not None:
-        return JinjaOutputParser(rendered.chat_params, tools=bool(rendered.tools))
-    if rendered.kind == "go":
-        return GoOutputParser(thinking_tags=rendered.thinking_tags, think=rendered.think,
-                              prompt=rendered.prompt, tools=rendered.tools, tool_tag=rendered.tool_tag)
-    return GoOutputParser()

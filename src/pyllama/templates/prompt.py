@@ -10,19 +10,20 @@ carries what is needed to parse the model's answer (see
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pyllama.templates.generic_tools import answer_grammar, generic_messages
+from pyllama.templates.generic_tools import GenericAnswerParser, answer_grammar, generic_messages
 from pyllama.templates.gotypes import to_messages, to_tools
 from pyllama.templates.messages import Msg, tag_images, to_openai_messages
 from pyllama.templates.ollama import DEFAULT_TEMPLATE, OllamaTemplate, parse_ollama_template
+from pyllama.templates.parsers import GoOutputParser, JinjaOutputParser, OutputParser
 
 if TYPE_CHECKING:
     from pyllama._native import ChatTemplates
-    from pyllama.templates.parsers import OutputParser
 
 Think = bool | str | None
 THINK_LEVELS = ("low", "medium", "high", "max")
@@ -73,10 +74,15 @@ class RenderedPrompt:
         return list((self.chat_params or {}).get("additional_stops") or [])
 
     def output_parser(self) -> OutputParser:
-        """A fresh streaming parser for this prompt's answer."""
-        from pyllama.templates.parsers import make_output_parser
-
-        return make_output_parser(self)
+        """A fresh streaming parser matching how this prompt was built."""
+        if self.tool_format == "generic":  # the template's own parser, under one that reads our JSON answer
+            return GenericAnswerParser(dataclasses.replace(self, tools=[], tool_format="").output_parser(), self.tools)
+        if self.kind == "jinja" and self.chat_params is not None:
+            return JinjaOutputParser(self.chat_params, tools=bool(self.tools))
+        if self.kind == "go":
+            return GoOutputParser(thinking_tags=self.thinking_tags, think=self.think, prompt=self.prompt,
+                                  tools=self.tools, tool_tag=self.tool_tag)
+        return GoOutputParser()
 
 
 @functools.lru_cache(maxsize=8)

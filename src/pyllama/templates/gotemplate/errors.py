@@ -18,6 +18,7 @@ class TemplateSyntaxError(TemplateError, ValueError):
         self.line = line
         self.col = col
         self.name = name
+        self.detail = message
         super().__init__(f"template: {name}:{line}:{col}: {message}")
 
 

@@ -1,18 +1,23 @@
-"""Model-management routes: create, blobs, tags, show, copy, delete, pull, push."""
+"""Model-management routes: create, blobs, tags, show, copy, delete, pull, push.
+
+The store does the work; capabilities and the TEMPLATE check come from the
+templates package, which sits above the store, and are handed to it here.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, delete, post, route
 from litestar.datastructures import State
 
-from pyllama.server.errors import RequestError, error_response
+from pyllama.server.checks import decode_body
+from pyllama.server.errors import error_response
 from pyllama.server.jobs import job_response
-from pyllama.server.schemas import CopyRequest, CreateRequest, ListModel, ListResponse, ModelDetails, ModelRequest
+from pyllama.server.schemas_manage import CopyRequest, CreateRequest, ListModel, ListResponse, ModelDetails, ModelRequest
 from pyllama.store.create import create_model, validate_create
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.layout import Store, StoredModel
@@ -21,20 +26,8 @@ from pyllama.store.model import find_model, load_model
 from pyllama.store.names import ModelName, parse_name, parse_name_or_400
 from pyllama.store.registry import pull_model, push_model
 from pyllama.store.show import details, format_time, show_response
-
-T = TypeVar("T")
-
-
-async def decode_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
-    """Decode a JSON body the way Ollama answers mistakes (400 + message)."""
-    body = await request.body()
-    if not body.strip():
-        raise RequestError("missing request body")
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.DecodeError as exc:
-        raise RequestError(str(exc)) from None
-
+from pyllama.templates import check_template
+from pyllama.templates.capabilities import stored_model_capabilities
 
 def get_store(state: State) -> Store:
     store: Store = state.store
@@ -63,6 +56,7 @@ async def create(request: Request[Any, Any, Any], state: State) -> Response[Any]
         renderer=body.renderer,
         parser=body.parser,
         requires=body.requires,
+        check_template=check_template,
     )
     for digest in (*spec.files.values(), *spec.adapters.values(), *spec.draft_files.values()):
         if not store.has_blob(digest):
@@ -129,7 +123,7 @@ def _list_entry(store: Store, stored: StoredModel) -> ListModel:
     entry.details = ModelDetails(**details(model, info))
     entry.context_length = context if isinstance(context, int) else 0
     entry.embedding_length = embedding if isinstance(embedding, int) else 0
-    entry.capabilities = model.capabilities(info) or None
+    entry.capabilities = stored_model_capabilities(model, info) or None
     return entry
 
 
@@ -153,7 +147,7 @@ async def show(request: Request[Any, Any, Any], state: State) -> Response[bytes]
         raise InvalidRequest("model is required")
     def build() -> dict[str, Any]:
         model = find_model(store, body.target)
-        result = show_response(model, verbose=body.verbose)
+        result = show_response(model, stored_model_capabilities, verbose=body.verbose)
         if body.system:
             result["system"] = body.system
         return result

@@ -1,4 +1,4 @@
-"""Wire types of the Ollama API, as msgspec Structs.
+"""Wire types of Ollama's model-management routes (create, copy, show, list), as msgspec Structs.
 
 Requests decode leniently (unknown fields ignored, as Ollama does); a wrong
 field type is a 400 with msgspec's message.  Field names and aliases match
@@ -51,17 +51,6 @@ class ModelRequest(msgspec.Struct, kw_only=True):
 class CopyRequest(msgspec.Struct, kw_only=True):
     source: str = ""
     destination: str = ""
-
-
-class ProgressResponse(msgspec.Struct, omit_defaults=True):
-    status: str
-    digest: str = ""
-    total: int = 0
-    completed: int = 0
-
-
-class ErrorResponse(msgspec.Struct):
-    error: str
 
 
 class ModelDetails(msgspec.Struct):

@@ -1,0 +1,122 @@
+"""What the scheduler loads and reports: a model reference, its runner options, a loaded entry.
+
+``RunnerOptions`` has one field per "load"/"context" entry of
+``pyllama.options.OPTIONS``: two requests share a runner when these are equal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pyllama.engine import InvalidRequestError
+from pyllama.options import OPTIONS, OptionError, check_values, coerce, resolve_num_ctx, struct_fields
+from pyllama.store.errors import NotFound
+from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
+from pyllama.store.layout import Store
+from pyllama.store.model import LocalModel, find_model
+from pyllama.store.show import details as model_details
+from pyllama.store.show import format_time
+
+
+def _train_context(info: GGUFInfo | None) -> int:
+    train = info.arch_key("context_length") if info is not None else None
+    return train if isinstance(train, int) and train > 0 else 0
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as the store resolved it: what /api/ps shows and what to load.
+    ``n_ctx_train`` (0: unknown) caps the context a runner gets."""
+
+    name: str
+    path: Path
+    digest: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    model: str = ""
+    n_ctx_train: int = 0
+
+    @property
+    def display_model(self) -> str:
+        return self.model or self.name
+
+    @classmethod
+    def from_local(cls, local: LocalModel, info: GGUFInfo | None = None) -> ModelRef:
+        """From a store lookup; a manifest without weights is a 404 as in Ollama."""
+        name = local.name.display_shortest
+        if local.model_path is None or not local.model_path.is_file():
+            raise NotFound(f'model "{name}" not found, try pulling it first')
+        info = info if info is not None else local.gguf()
+        return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
+                   details=model_details(local, info), model=name, n_ctx_train=_train_context(info))
+
+    @classmethod
+    def from_path(cls, path: str | Path, name: str | None = None, digest: str = "") -> ModelRef:
+        """A GGUF file outside any store (tests, benchmarks, embedding Python code)."""
+        path = Path(path)
+        details: dict[str, Any] = {"format": "gguf"}
+        info = None
+        with contextlib.suppress(GGUFError):
+            info = read_gguf(path)
+            details.update(family=info.architecture, families=[info.architecture],
+                           quantization_level=info.file_type)
+        return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem,
+                   n_ctx_train=_train_context(info))
+
+
+def resolve_model(store: Store, raw: str) -> ModelRef:
+    """Name in a request -> ModelRef, with the store's 400/404 errors."""
+    return ModelRef.from_local(find_model(store, raw))
+
+
+def _from_mapping(cls: type[Any], options: Mapping[str, Any] | None) -> Any:
+    """Pick the runner options out of an Ollama ``options`` object (others are
+    the engine's); wrong types and values raise InvalidRequestError with Ollama's wording."""
+    values: dict[str, Any] = {}
+    try:
+        for key, value in (options or {}).items():
+            option = OPTIONS.get(key)
+            if value is not None and option is not None and option.runner:
+                values[key] = coerce(key, value)
+        check_values(values, ("load", "context"))
+    except OptionError as exc:
+        raise InvalidRequestError(exc.message) from None
+    return cls(**values)
+
+
+def _resolved(self: Any, ref: ModelRef, default_num_ctx: int, default_threads: int) -> Any:
+    """num_ctx and num_thread filled in (never 0): the one place num_ctx is decided."""
+    return msgspec.structs.replace(self, num_ctx=resolve_num_ctx(self.num_ctx, default_num_ctx, ref.n_ctx_train),
+                                   num_thread=self.num_thread or default_threads)
+
+
+# The request options that shape a runner; a change forces a reload. num_ctx 0 and
+# num_thread 0 mean "the scheduler's default" until ``resolved``.
+RunnerOptions = msgspec.defstruct("RunnerOptions", struct_fields("load", "context"), module=__name__, frozen=True,
+                                  namespace={"from_mapping": classmethod(_from_mapping), "resolved": _resolved})
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One /api/ps entry. ``expires_at`` is a Unix time."""
+
+    name: str
+    model: str
+    size: int
+    size_vram: int
+    digest: str
+    details: Mapping[str, Any]
+    expires_at: float
+    context_length: int
+    pid: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object /api/ps returns for this model."""
+        return {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
+                "details": dict(self.details), "expires_at": format_time(self.expires_at),
+                "size_vram": self.size_vram, "context_length": self.context_length}
