@@ -4,8 +4,11 @@
 sends to /api/chat for a new chat ("Say hello") with its default built-in
 tools (native function calling, an admin on a fresh install: time, ask_user,
 knowledge, chats, memory, notes, skills, tasks, automations and calendar
-tools; their specs as its spec builder makes them). It is replayed as it
-is. With ``PYLLAMA_GENERIC_TOOLS=0`` every route answers Ollama's 400.
+tools). The tool names and parameter schemas are Open WebUI 0.12.4's, as
+its spec builder makes them; every tool and parameter description is
+paraphrased in our own words, at about the original length so the prompt
+stays as long as the real one. The file is replayed unchanged. With
+``PYLLAMA_GENERIC_TOOLS=0`` every route answers Ollama's 400.
 """
 
 from __future__ import annotations
