@@ -228,7 +228,6 @@ def test_thinking_then_text_blocks(base: str, client: ollama.Client, model_path:
      "invalid_request_error", "invalid image source type: url. Only base64 images are supported."),
     (body(messages=[{"role": "assistant", "content": [{"type": "tool_use", "name": "f"}]}]), 400,
      "invalid_request_error", "tool_use block missing required 'id' field"),
-    (body(tools=[WEATHER]), 400, "invalid_request_error", "does not support tools"),
 ])
 def test_error_envelope(base: str, payload: Any, status: int, kind: str, message: str) -> None:
     resp = post(base, "/v1/messages", payload)

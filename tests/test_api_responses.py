@@ -292,7 +292,6 @@ def error_of(resp: httpx.Response) -> dict[str, Any]:
     ({"model": SMOL, "input": "hi", "background": True}, 400, "background and conversation are not supported"),
     ({"model": SMOL, "input": "hi", "reasoning": {"effort": "bogus"}}, 400, "invalid reasoning value: 'bogus'"),
     ({"model": SMOL, "input": "hi", "tools": [{"type": "web_search"}]}, 400, 'tool type "web_search"'),
-    ({"model": SMOL, "input": "hi", "tools": [FLAT_WEATHER]}, 400, "does not support tools"),
     ({"model": SMOL, "input": "hi", "max_output_tokens": "x"}, 400, "`$.max_output_tokens`"),
 ])
 def test_errors_use_openai_envelope(base: str, body: dict[str, Any], status: int, message: str) -> None:

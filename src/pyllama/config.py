@@ -93,6 +93,8 @@ class Config:
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
+    generic_tools: bool = True
+    """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
 
     @property
     def base_url(self) -> str:
@@ -130,4 +132,5 @@ class Config:
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
+            generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
         )

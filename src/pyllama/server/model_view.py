@@ -101,11 +101,13 @@ def check_capabilities(view: ModelView, requested_model: str, *, route: str, thi
 
 def render(view: ModelView, source: str | ChatTemplates | None, messages: Sequence[Mapping[str, Any]], *,
            tools: Sequence[Mapping[str, Any]] | None = None, think: bool | str | None = None, suffix: str = "",
-           raw: bool = False, context_text: str = "", num_ctx: int = 0, truncate: bool = True) -> RenderedPrompt:
+           raw: bool = False, context_text: str = "", num_ctx: int = 0, truncate: bool = True,
+           generic_tools: bool = False) -> RenderedPrompt:
     """Blocking: render the prompt; a template that fails is a 400 with the template's message."""
     try:
         return build_prompt(source, messages, tools=tools, think=think, default_think=THINKING in view.capabilities,
                             suffix=suffix, raw=raw, context_text=context_text, fim_tokens=view.fim_tokens(),
-                            num_ctx=num_ctx, count_tokens=view.count_tokens, truncate=truncate)
+                            num_ctx=num_ctx, count_tokens=view.count_tokens, truncate=truncate,
+                            generic_tools=generic_tools)
     except (TemplateError, ValueError) as exc:
         raise RequestError(str(exc)) from None

@@ -44,7 +44,7 @@ from pyllama.server.errors import RequestError
 from pyllama.server.model_view import ModelView, check_capabilities, inspect_model, render
 from pyllama.server.relay import Delta, Final, parsed_events, unless_disconnected
 from pyllama.server.schemas_inference import ChatRequest, DebugInfo, GenerateRequest, InferenceRequest, Message
-from pyllama.store.capabilities import THINKING
+from pyllama.store.capabilities import THINKING, TOOLS
 from pyllama.store.errors import NotFound
 from pyllama.store.layout import Store
 from pyllama.store.model import LocalModel, find_model
@@ -258,7 +258,10 @@ async def prepare_chat(request: Request[Any, Any, Any], state: State, body: Chat
         await scheduler.unload(local.name.display_shortest)
         return Prepared(done_reason="unload")
     view = await anyio.to_thread.run_sync(inspect_model, local)
-    check_capabilities(view, body.model, route="chat", think=think, tools=bool(body.tools), images=has_images)
+    # A template without tools gets our generic tool format instead of Ollama's 400 (PYLLAMA_GENERIC_TOOLS).
+    generic = bool(body.tools) and TOOLS not in view.capabilities and state.config.generic_tools
+    check_capabilities(view, body.model, route="chat", think=think, tools=bool(body.tools) and not generic,
+                       images=has_images)
     options = merged_options(local.parameters, body.options)
     grammar = format_grammar(body.format)
 
@@ -272,9 +275,10 @@ async def prepare_chat(request: Request[Any, Any, Any], state: State, body: Chat
 
     def render_chat(turns: list[dict[str, Any]]) -> RenderedPrompt:
         return render(view, view.template_source(), turns, tools=body.tools, think=think, num_ctx=runner.num_ctx,
-                      truncate=body.truncate is not False)
+                      truncate=body.truncate is not False, generic_tools=generic)
 
     rendered = await anyio.to_thread.run_sync(render_chat, conversation)
+    grammar = grammar or rendered.answer_grammar  # a user ``format`` wins, as over a template's tool grammar
     if body.debug_render_only:
         return Prepared(debug=DebugInfo(rendered_template=rendered.prompt, image_count=len(rendered.images)), view=view)
     if grammar and rendered.think and THINKING in view.capabilities:

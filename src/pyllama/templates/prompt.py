@@ -10,6 +10,7 @@ carries what is needed to parse the model's answer (see
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pyllama.llama_errors import collect_load_errors
+from pyllama.templates.generic_tools import GenericAnswerParser, answer_grammar, generic_messages
 from pyllama.templates.gotypes import to_messages, to_tools
 from pyllama.templates.messages import Msg, tag_images, to_openai_messages
 from pyllama.templates.ollama import DEFAULT_TEMPLATE, OllamaTemplate, parse_ollama_template
@@ -48,6 +50,10 @@ class RenderedPrompt:
     tool_tag: str = "{"
     # Jinja path: llama.cpp's chat params (grammar for tool calls, stops, parser state)
     chat_params: dict[str, Any] | None = None
+    tool_format: Literal["", "generic"] = ""
+    """``generic``: the tools were rendered in our generic format (see ``generic_tools``)."""
+    answer_grammar: str = ""
+    """With the generic format: the grammar the whole answer must follow."""
 
     @property
     def grammar(self) -> str:
@@ -71,6 +77,8 @@ class RenderedPrompt:
 
     def output_parser(self) -> OutputParser:
         """A fresh streaming parser matching how this prompt was built."""
+        if self.tool_format == "generic":  # the template's own parser, under one that reads our JSON answer
+            return GenericAnswerParser(dataclasses.replace(self, tools=[], tool_format="").output_parser(), self.tools)
         if self.kind == "jinja" and self.chat_params is not None:
             return JinjaOutputParser(self.chat_params, tools=bool(self.tools))
         if self.kind == "go":
@@ -147,6 +155,7 @@ def build_prompt(
     count_tokens: Callable[[str], int] | None = None,
     image_tokens: int = IMAGE_TOKENS,
     truncate: bool = True,
+    generic_tools: bool = False,
 ) -> RenderedPrompt:
     """Render ``messages`` (Ollama shape) with ``source``.
 
@@ -160,7 +169,9 @@ def build_prompt(
     (detokenized legacy ``context``) is prepended. With ``num_ctx`` and
     ``count_tokens``, the oldest messages are dropped until the prompt fits,
     as Ollama does (the last message always stays; images count
-    ``image_tokens`` each).
+    ``image_tokens`` each). ``generic_tools`` renders ``tools`` in our
+    generic format (for templates that cannot render them): the result's
+    ``answer_grammar`` must then constrain the answer.
     """
     think_on, level, think_set = think_values(think, default_think)
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
@@ -169,6 +180,8 @@ def build_prompt(
         images = list(last_user.get("images") or []) if last_user else []
         return RenderedPrompt(context_text + content, "raw", images, think_on, level)
     tool_list = [dict(t) for t in tools or []]
+    generic = generic_tools and bool(tool_list)
+    grammar = answer_grammar(tool_list) if generic else ""
 
     if suffix and not (source is None or isinstance(source, (str, OllamaTemplate))):
         if fim_tokens is None:
@@ -178,9 +191,16 @@ def build_prompt(
         return RenderedPrompt(context_text + pre + prefix + suf + suffix + mid, "fim", [], think_on, level)
 
     def render(msgs: Sequence[Msg]) -> RenderedPrompt:
+        if generic:
+            rendered = render_plain(generic_messages(msgs, tool_list), [])
+            rendered.tools, rendered.tool_format, rendered.answer_grammar = tool_list, "generic", grammar
+            return rendered
+        return render_plain(msgs, tool_list)
+
+    def render_plain(msgs: Sequence[Msg], tools: list[dict[str, Any]]) -> RenderedPrompt:
         if source is None or isinstance(source, (str, OllamaTemplate)):
-            return _render_go(_source_template(source), msgs, tool_list, think_on, level, think_set, suffix)
-        return _render_jinja(source, msgs, tool_list, think_on, level)
+            return _render_go(_source_template(source), msgs, tools, think_on, level, think_set, suffix)
+        return _render_jinja(source, msgs, tools, think_on, level)
 
     keep = _fit(render, messages, num_ctx, count_tokens, image_tokens) if (
         truncate and num_ctx > 0 and count_tokens is not None) else (0, [])
