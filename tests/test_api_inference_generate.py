@@ -136,6 +136,8 @@ def test_keep_alive_zero_unloads_after_request(client: ollama.Client) -> None:
      'option "temperature" must be of type float32'),
     ({"model": MODEL, "prompt": "x", "options": {"num_ctx": "big"}}, 400, 'option "num_ctx" must be of type integer'),
     ({"model": MODEL, "prompt": "x", "options": {"temperature": -1}}, 400, "temperature must be >= 0"),
+    ({"model": MODEL, "prompt": "x", "options": {"main_gpu": -1}}, 400, "main_gpu must be >= 0"),
+    ({"model": MODEL, "prompt": "x", "options": {"main_gpu": 64}}, 400, "main_gpu 64 is not a GPU of this machine"),
     ({"model": MODEL, "prompt": "x", "think": True}, 400, '"smol" does not support thinking'),
     ({"model": MODEL, "prompt": "x", "think": "high"}, 400, '"smol" does not support thinking'),
     ({"model": MODEL, "prompt": "x", "think": "loud"}, 400, 'invalid think value: "loud"'),

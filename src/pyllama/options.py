@@ -130,7 +130,7 @@ OPTIONS: dict[str, Option] = {
         Option("num_ctx", "int", 0, "context"),
         Option("num_batch", "int", 512, "load", lambda v: v > 0, "num_batch must be positive"),
         Option("num_gpu", "int", -1, "load"),
-        Option("main_gpu", "int", None, "load"),
+        Option("main_gpu", "int", None, "load", lambda v: v >= 0, "main_gpu must be >= 0"),
         Option("use_mmap", "bool", None, "load"),
         Option("num_thread", "int", 0, "load", lambda v: v >= 0, "num_thread must be >= 0 (0 = automatic)"),
         Option("draft_num_predict", "int", 4, "load"),

@@ -59,6 +59,7 @@ log = logging.getLogger("pyllama.scheduler")
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
+_LOAD_MODE = {None: "auto", True: "mmap", False: "none"}  # use_mmap -> llama.cpp's load mode
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -306,6 +307,10 @@ class Scheduler:
         PYLLAMA_CONTEXT_LENGTH, else 4096; capped at the model's training
         context). The server renders prompts for this num_ctx."""
         wanted = options if isinstance(options, RunnerOptions) else RunnerOptions.from_mapping(options)
+        if wanted.main_gpu is not None and wanted.main_gpu >= max(1, self.n_gpu_devices):
+            # 0 on a machine without GPUs is the CPU, as Ollama treats it; more names a GPU that is not there.
+            raise InvalidRequestError(f"main_gpu {wanted.main_gpu} is not a GPU of this machine "
+                                      f"({self.n_gpu_devices} GPU devices)")
         return wanted.resolved(ref, self.config.context_length, self.n_threads)
 
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
@@ -389,7 +394,7 @@ class Scheduler:
                         n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]))
+                        lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

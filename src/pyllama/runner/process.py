@@ -53,7 +53,8 @@ def load_engine(spec: LoadSpec) -> Engine:
     t0 = time.perf_counter_ns()
     with collect_load_errors() as errors:
         try:
-            model = _native.Model(spec.model, n_gpu_layers=spec.n_gpu_layers)
+            model = _native.Model(spec.model, n_gpu_layers=spec.n_gpu_layers, load_mode=spec.load_mode,
+                                  **_placement(spec.main_gpu))
             adapters = []
             for path in spec.lora:
                 what = f"unable to load LoRA adapter {path} for model {spec.model}"
@@ -70,6 +71,12 @@ def load_engine(spec: LoadSpec) -> Engine:
             reason = errors.reason or str(exc)
             raise RuntimeError(what + (f": {reason}" if reason else "")) from exc
     return engine.start()
+
+
+def _placement(main_gpu: int | None) -> dict[str, object]:
+    """main_gpu set: every layer on that one GPU, as llama.cpp's ``--split-mode none
+    --main-gpu N``; unset: layers spread over all GPUs."""
+    return {} if main_gpu is None else {"split_mode": "none", "main_gpu": main_gpu}
 
 
 class RunnerServer:

@@ -41,6 +41,8 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     type_k: str = "f16"
     type_v: str = "f16"
     lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
+    main_gpu: Union[int, None] = None  # set: the whole model on this GPU (llama.cpp's split mode "none")
+    load_mode: str = "auto"  # use_mmap: "auto" (unset), "mmap" (true) or "none" (false: read into RAM)
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):

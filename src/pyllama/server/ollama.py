@@ -39,6 +39,7 @@ from pyllama.server.schemas_inference import (
     EmbedResponse,
     GenerateRequest,
     GenerateResponse,
+    METRIC_NAMES,
     ResponseMessage,
 )
 from pyllama.store.errors import NotFound
@@ -49,12 +50,8 @@ B = TypeVar("B", GenerateRequest, ChatRequest)
 
 def with_metrics(out: R, final: Final) -> R:
     """Copy the final chunk's metrics (nanoseconds, counts) onto a response."""
-    out.total_duration = final.total_duration
-    out.load_duration = final.load_duration
-    out.prompt_eval_count = final.prompt_eval_count
-    out.prompt_eval_duration = final.prompt_eval_duration
-    out.eval_count = final.eval_count
-    out.eval_duration = final.eval_duration
+    for name in METRIC_NAMES:
+        setattr(out, name, getattr(final, name))
     return out
 
 

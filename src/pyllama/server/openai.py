@@ -17,7 +17,8 @@ import json
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 import msgspec
@@ -290,23 +291,47 @@ def debug_response(out: Completion, debug: DebugInfo) -> Response[bytes]:
     return json_response(out)
 
 
-async def start(request: Request[Any, Any, Any], state: State, body_type: type[B], translate: Callable[[B], N],
-                prepare: Callable[[Request[Any, Any, Any], State, N, int], Awaitable[Prepared]],
-                prefix: str) -> tuple[B, Prepared, Envelope]:
-    """Decode, translate into the native request and run the pipeline up to the first output."""
+@dataclass
+class Opened(Generic[B]):
+    """A /v1 request decoded and run up to its first output: what shaping its answer needs."""
+
+    body: B
+    envelope: Envelope
+    include_usage: bool
+
+
+Shape = dict[str, Callable[..., Any]]  # respond()'s chunk, final and whole
+
+
+@dataclass(frozen=True)
+class V1Route(Generic[B, N]):
+    """One /v1 generation route: its body, the native request it becomes, and how its answer is shaped."""
+
+    body_type: type[B]
+    translate: Callable[[B], N]
+    prepare: Callable[[Request[Any, Any, Any], State, N, int], Awaitable[Prepared]]
+    prefix: str  # of the completion id: chatcmpl-…, cmpl-…
+    kind: str  # the ``object`` of a whole answer
+    shape: Callable[[Opened[B]], Shape]
+
+
+async def answer_v1(request: Request[Any, Any, Any], state: State, route: V1Route[B, N]) -> Response[Any]:
+    """Decode, translate into the native request, run the pipeline and relay in the route's shape
+    (a render-only debug request is answered as one object of the route's kind)."""
     started = time.perf_counter_ns()
-    body = await decode_body(request, body_type)
-    prepared = await prepare(request, state, translate(body), started)
-    return body, prepared, envelopes(prefix, body.model)
-
-
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    body, prepared, envelope = await start(request, state, ChatCompletionRequest, chat_request, prepare_chat,
-                                           "chatcmpl")
+    body = await decode_body(request, route.body_type)
+    prepared = await route.prepare(request, state, route.translate(body), started)
+    envelope = envelopes(route.prefix, body.model)
     if prepared.debug is not None:
-        return debug_response(envelope("chat.completion", []), prepared.debug)
+        return debug_response(envelope(route.kind, []), prepared.debug)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
+    shape = route.shape(Opened(body, envelope, include_usage))
+    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), framing=SSE_FRAMING,
+                         **shape)
+
+
+def chat_shape(opened: Opened[ChatCompletionRequest]) -> Shape:
+    envelope = opened.envelope
     tool_calls_sent = False
 
     def delta_chunk(message: OutMessage, logprobs: list[Any] | None = None) -> Completion:
@@ -327,7 +352,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     def final(end: Final) -> list[Completion]:
         reason = "tool_calls" if tool_calls_sent and end.done_reason else end.done_reason or None
         out = [envelope("chat.completion.chunk", [{"index": 0, "delta": {}, "finish_reason": reason}])]
-        if include_usage:
+        if opened.include_usage:
             out.append(envelope("chat.completion.chunk", [], usage_of(end)))
         return out
 
@@ -339,17 +364,11 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         return envelope("chat.completion", [choice(joined.logprobs, index=0, message=message, finish_reason=reason)],
                         usage_of(end))
 
-    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final,
-                         whole=whole, framing=SSE_FRAMING)
+    return {"chunk": chunk, "final": final, "whole": whole}
 
 
-@post("/v1/completions", status_code=200)
-async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    body, prepared, envelope = await start(request, state, CompletionRequest, generate_request, prepare_generate,
-                                           "cmpl")
-    if prepared.debug is not None:
-        return debug_response(envelope("text_completion", []), prepared.debug)
-    include_usage = body.stream_options is not None and body.stream_options.include_usage
+def completion_shape(opened: Opened[CompletionRequest]) -> Shape:
+    envelope, include_usage = opened.envelope, opened.include_usage
 
     def text_chunk(text: str, reason: str | None, logprobs: list[Any] | None, usage: Usage | None) -> Completion:
         return envelope("text_completion", [choice(logprobs, text=text, index=0, finish_reason=reason)], usage)
@@ -369,8 +388,22 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
         joined = Delta.joined(deltas)
         return text_chunk(joined.content, end.done_reason or None, joined.logprobs, usage_of(end))
 
-    return await respond(request, await relayed_items(prepared), stream=bool(body.stream), chunk=chunk, final=final,
-                         whole=whole, framing=SSE_FRAMING)
+    return {"chunk": chunk, "final": final, "whole": whole}
+
+
+def v1_handler(path: str, route: V1Route[Any, Any]) -> Any:
+    """The Litestar handler that answers ``route`` at ``path``."""
+
+    async def handler(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+        return await answer_v1(request, state, route)
+
+    return post(path, status_code=200, name=route.kind)(handler)
+
+
+chat_completions = v1_handler("/v1/chat/completions", V1Route(ChatCompletionRequest, chat_request, prepare_chat,
+                                                              "chatcmpl", "chat.completion", chat_shape))
+completions = v1_handler("/v1/completions", V1Route(CompletionRequest, generate_request, prepare_generate, "cmpl",
+                                                    "text_completion", completion_shape))
 
 
 def embedding_inputs(value: Any) -> list[str]:

@@ -156,39 +156,28 @@ class DebugInfo(msgspec.Struct, kw_only=True):
     image_count: int
 
 
-class GenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
-    model: str
-    created_at: str
-    response: str
-    thinking: str = ""
-    done: bool
-    done_reason: str = ""
-    context: list[int] | None = None
-    total_duration: int = 0
-    load_duration: int = 0
-    prompt_eval_count: int = 0
-    prompt_eval_duration: int = 0
-    eval_count: int = 0
-    eval_duration: int = 0
-    tool_calls: list[ResponseToolCall] | None = None
-    logprobs: list[Logprob] | None = None
-    debug_info: DebugInfo | None = msgspec.field(default=None, name="_debug_info")
+# The final record's metrics (nanoseconds and counts), in Ollama's order; both
+# responses write them between their own head and tail fields.
+METRIC_NAMES = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
+                "eval_count", "eval_duration")
+_DEBUG_INFO = ("debug_info", DebugInfo | None, msgspec.field(default=None, name="_debug_info"))
 
 
-class ChatResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
-    model: str
-    created_at: str
-    message: ResponseMessage
-    done: bool
-    done_reason: str = ""
-    total_duration: int = 0
-    load_duration: int = 0
-    prompt_eval_count: int = 0
-    prompt_eval_duration: int = 0
-    eval_count: int = 0
-    eval_duration: int = 0
-    logprobs: list[Logprob] | None = None
-    debug_info: DebugInfo | None = msgspec.field(default=None, name="_debug_info")
+def _final_record(name: str, head: list[Any], tail: list[Any]) -> Any:
+    fields = [*head, *((metric, int, 0) for metric in METRIC_NAMES), *tail]
+    return msgspec.defstruct(name, fields, kw_only=True, omit_defaults=True, module=__name__)
+
+
+GenerateResponse = _final_record(
+    "GenerateResponse",
+    [("model", str), ("created_at", str), ("response", str), ("thinking", str, ""), ("done", bool),
+     ("done_reason", str, ""), ("context", list[int] | None, None)],
+    [("tool_calls", list[ResponseToolCall] | None, None), ("logprobs", list[Logprob] | None, None), _DEBUG_INFO])
+
+ChatResponse = _final_record(
+    "ChatResponse",
+    [("model", str), ("created_at", str), ("message", ResponseMessage), ("done", bool), ("done_reason", str, "")],
+    [("logprobs", list[Logprob] | None, None), _DEBUG_INFO])
 
 
 class EmbedResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -62,45 +62,43 @@ class Reasoning(msgspec.Struct, kw_only=True):
     effort: str = ""
 
 
-class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+class V1Body(msgspec.Struct, kw_only=True):
+    """What every /v1 generation body (chat, completions, responses) may set."""
+
     model: str = ""
-    messages: list[ChatMessage] | None = None
     stream: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
+
+
+class SamplingBody(V1Body, kw_only=True):
+    """The sampling fields /v1/chat/completions and /v1/completions share."""
+
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     seed: int | None = None
     stop: Any = None
-    temperature: float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
-    top_p: float | None = None
+    debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
+
+
+class ChatCompletionRequest(SamplingBody, kw_only=True):
+    messages: list[ChatMessage] | None = None
+    max_completion_tokens: int | None = None
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     reasoning: Reasoning | None = None
     reasoning_effort: str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
-    debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
 
 
-class CompletionRequest(msgspec.Struct, kw_only=True):
-    model: str = ""
+class CompletionRequest(SamplingBody, kw_only=True):
     prompt: str = ""
     suffix: str = ""
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    stop: Any = None
-    temperature: float | None = None
-    top_p: float | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
     logprobs: int | None = None
-    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
-    debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
 
 
 class EmbeddingsRequest(msgspec.Struct, kw_only=True):

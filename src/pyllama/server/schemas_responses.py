@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from pyllama.server.schemas_openai import V1Body
+
 # -- requests -------------------------------------------------------------------
 
 
@@ -97,14 +99,10 @@ class FunctionTool(Typed):
     parameters: dict[str, Any] | None = None
 
 
-class ResponsesRequest(msgspec.Struct, kw_only=True):
-    model: str = ""
+class ResponsesRequest(V1Body, kw_only=True):
     input: Any = None
     instructions: str = ""
     tools: list[FunctionTool] | None = None
-    stream: bool | None = None
-    temperature: float | None = None
-    top_p: float | None = None
     max_output_tokens: int | None = None
     reasoning: Reasoning | None = None
     text: TextConfig | None = None
@@ -112,7 +110,6 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     previous_response_id: str | None = None
     conversation: Any = None
     background: bool | None = None
-    lora: list[dict[str, Any]] | None = None  # pyllama's (llama-server's shape): per-request adapter scales
 
 
 # -- responses ------------------------------------------------------------------
