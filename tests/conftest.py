@@ -89,9 +89,6 @@ def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Pat
     return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)
 
 
-# A rerank template in the shape llama.cpp reads (``tokenizer.chat_template.rerank``).
-RERANK_TEMPLATE = "[CLS] query: {query} [SEP] document: {document} [SEP]"
-
 
 @pytest.fixture(scope="session")
 def reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -106,6 +103,7 @@ def reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reranker_template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same reranker with a ``tokenizer.chat_template.rerank``."""
     from fixtures.make_tiny_models import write_reranker
+    from rerankutil import RERANK_TEMPLATE
 
     return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker-template.gguf",
                           rerank_template=RERANK_TEMPLATE)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pyllama import _native
 
+# A rerank template in the shape llama.cpp reads (``tokenizer.chat_template.rerank``).
+RERANK_TEMPLATE = "[CLS] query: {query} [SEP] document: {document} [SEP]"
 QUERY = "What do giant pandas eat?"
 DOCUMENTS = [
     "Giant pandas eat bamboo almost exclusively.",

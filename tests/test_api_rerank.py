@@ -12,7 +12,7 @@ import ollama
 import pytest
 
 from inferenceutil import MODEL, inference_server, post
-from rerankutil import DOCUMENTS, QUERY, binding_scores, default_pair
+from rerankutil import DOCUMENTS, QUERY, RERANK_TEMPLATE, binding_scores, default_pair
 
 from pyllama import _native
 
@@ -84,8 +84,6 @@ def test_top_n_and_documents(base: str, expected: list[float]) -> None:
 
 
 def test_rerank_template_model(base: str, reranker_template_path: Path) -> None:
-    from conftest import RERANK_TEMPLATE
-
     model = _native.Model(str(reranker_template_path), vocab_only=True)
     pairs = [model.tokenize(RERANK_TEMPLATE.format(query=QUERY, document=d), add_special=False,
                             parse_special=True).tolist() for d in DOCUMENTS]
@@ -141,3 +139,11 @@ def test_cohere_client(base: str, expected: list[float]) -> None:
     with pytest.raises(cohere.BadRequestError) as bad:
         co.rerank(model=MODEL, query=QUERY, documents=DOCUMENTS)
     assert bad.value.body["error"]["message"] == '"smol" does not support rerank'
+
+
+def test_empty_query_and_document_still_rank(base: str, reranker_path: Path) -> None:
+    """An empty text is still a pair ([CLS] [SEP] ...), as llama-server scores it."""
+    body = post(base, "/api/rerank", {"model": RERANKER, "query": "", "documents": ["", "bamboo"]}).json()
+    model = _native.Model(str(reranker_path), vocab_only=True)
+    pairs = [default_pair(model, "", ""), default_pair(model, "", "bamboo")]
+    check_ranking(body, binding_scores(reranker_path, pairs))

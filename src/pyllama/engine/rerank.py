@@ -81,7 +81,10 @@ class PairBuilder:
                 if fixed >= self.limit:
                     raise self._query_too_long()
                 d = d[:self.limit - fixed]
-            out.append(np.asarray(self.head + q + self.mid + d + self.tail, dtype=np.int32))
+            pair = self.head + q + self.mid + d + self.tail
+            if not pair:
+                raise InvalidRequestError(f"document {i}: the pair has no tokens (empty query and document)")
+            out.append(np.asarray(pair, dtype=np.int32))
         return out
 
     def _render(self, template: str, query: str, document: str) -> npt.NDArray[np.int32]:
@@ -95,7 +98,7 @@ class PairBuilder:
         little at the cut, so repeat until it fits)."""
         tokens = self._render(template, query, doc)
         if tokens.size == 0:
-            raise InvalidRequestError(f"document {index}: the rerank template gives an empty input")
+            raise InvalidRequestError(f"document {index}: the pair has no tokens (empty template, query and document)")
         if tokens.size <= self.limit:
             return tokens
         if not truncate:
