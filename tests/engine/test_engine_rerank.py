@@ -25,7 +25,7 @@ def reranker(reranker_path: Path) -> Iterator[Engine]:
 
 def test_binding_exposes_the_rank_output(reranker_path: Path) -> None:
     model = _native.Model(str(reranker_path))
-    assert model.n_cls_out == 1 and model.cls_labels == [None]
+    assert model.n_cls_out == 1 and model.cls_labels == ["LABEL_0"]
     ctx = _native.Context(model, n_ctx=512, n_batch=512, n_ubatch=512, embeddings=True, n_threads=1)
     assert ctx.pooling == "rank"
     assert not ctx.has_memory  # BERT keeps no KV cache
