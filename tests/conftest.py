@@ -87,3 +87,23 @@ def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Pat
     from fixtures.make_tiny_models import write_lora
 
     return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)
+
+
+
+@pytest.fixture(scope="session")
+def reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT reranker (``tests/fixtures/make_tiny_models.py reranker``):
+    rank pooling, llama.cpp's default pair layout."""
+    from fixtures.make_tiny_models import write_reranker
+
+    return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker.gguf")
+
+
+@pytest.fixture(scope="session")
+def reranker_template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same reranker with a ``tokenizer.chat_template.rerank``."""
+    from fixtures.make_tiny_models import write_reranker
+    from rerankutil import RERANK_TEMPLATE
+
+    return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker-template.gguf",
+                          rerank_template=RERANK_TEMPLATE)

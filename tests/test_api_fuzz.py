@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ollama
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -34,8 +35,10 @@ SHORT = {"num_predict": 2, "num_ctx": 256}
 
 
 @pytest.fixture(scope="module")
-def base(module_models_dir: Path, model_path: Path) -> Iterator[str]:
+def base(module_models_dir: Path, model_path: Path, reranker_path: Path) -> Iterator[str]:
     with inference_server(module_models_dir, model_path, parallel=2) as url:
+        client = ollama.Client(host=url)
+        client.create(RERANKER, files={"model.gguf": client.create_blob(reranker_path)})
         yield url
 
 
@@ -52,13 +55,15 @@ def operations(base: str) -> list[Any]:
 SKIPPED = {"/api/pull", "/api/push"}
 # Routes whose positive cases are half the time pointed at the stored model (not delete, copy, create).
 STEERED = {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show", "/v1/chat/completions",
-           "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens"}
+           "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
+           "/api/rerank", "/v1/rerank", "/rerank"}
+RERANKER = "reranker"  # the rerank routes are steered to the tiny reranker
 
 
 def _steer(case: Any, steer: bool) -> Any:
     """Half the positive cases name the stored model and keep generations short."""
     if steer and case.operation.path in STEERED and isinstance(case.body, dict):
-        case.body["model"] = MODEL
+        case.body["model"] = RERANKER if case.operation.path.endswith("/rerank") else MODEL
         opts = case.body.get("options")
         case.body["options"] = {**(opts if isinstance(opts, dict) else {}), **SHORT}
         for key in ("max_tokens", "max_output_tokens", "max_completion_tokens"):  # other routes ignore them

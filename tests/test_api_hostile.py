@@ -36,6 +36,9 @@ ROUTES: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/messages", {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
      "anthropic"),
     ("/v1/messages/count_tokens", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, "anthropic"),
+    ("/api/rerank", {"model": MODEL, "query": "hi", "documents": ["a"]}, "ollama"),
+    ("/v1/rerank", {"model": MODEL, "query": "hi", "documents": ["a"]}, "openai"),
+    ("/rerank", {"model": MODEL, "query": "hi", "documents": ["a"]}, "openai"),
 ]
 
 
@@ -151,6 +154,9 @@ WIDE_INTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("/v1/responses", {"model": MODEL, "input": "hi", "max_output_tokens": WIDE}, "max_output_tokens", "openai"),
     ("/v1/messages", {"model": MODEL, "max_tokens": WIDE, "messages": [{"role": "user", "content": "hi"}]},
      "max_tokens", "anthropic"),
+    ("/api/rerank", {"model": MODEL, "query": "hi", "documents": ["a"], "top_n": WIDE}, "top_n", "ollama"),
+    ("/v1/rerank", {"model": MODEL, "query": "hi", "documents": [{"text": "a", "n": -WIDE}]}, "documents[0].n",
+     "openai"),
 ]
 
 

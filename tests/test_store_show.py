@@ -67,6 +67,10 @@ def test_capabilities_rules(tmp_path: Path) -> None:
     assert model_capabilities(plain) == ["completion"]
     assert model_capabilities(fim) == ["completion", "insert"]
     assert model_capabilities(bert) == ["embedding"]
+    mean = read_gguf(write_tiny_llama(tmp_path / "m.gguf", arch="bert", extra_kv={"bert.pooling_type": 1}))
+    rank = read_gguf(write_tiny_llama(tmp_path / "r.gguf", arch="bert", extra_kv={"bert.pooling_type": 4}))
+    assert model_capabilities(mean) == ["embedding"]
+    assert model_capabilities(rank) == ["embedding", "rerank"]
     assert model_capabilities(plain, has_projector=True) == ["completion", "vision"]
     jinja = "{% if tools %}{{ tools | tojson }}{% endif %}{% if enable_thinking %}<think>{% endif %}"
     assert model_capabilities(plain, jinja_template=jinja) == ["completion", "tools", "thinking"]

@@ -171,6 +171,12 @@ cdef class Context:
         return _POOLING_NAMES.get(llama_get_pooling_type(self.ptr), "none")
 
     @property
+    def has_memory(self):
+        """False for encoder-only models (BERT and kin): they keep no KV
+        cache, so the seq_* memory calls raise and every decode stands alone."""
+        return self.mem != NULL
+
+    @property
     def embeddings_enabled(self):
         return self._embeddings
 

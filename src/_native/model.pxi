@@ -146,6 +146,17 @@ cdef class Model:
         return llama_model_n_cls_out(self.ptr)
 
     @property
+    def cls_labels(self):
+        """The classifier head's output labels (``<arch>.classifier.output_labels``),
+        one per rank output; None where the GGUF names none."""
+        cdef const char * label
+        out = []
+        for i in range(llama_model_n_cls_out(self.ptr)):
+            label = llama_model_cls_label(self.ptr, i)
+            out.append(None if label == NULL else label.decode("utf-8", "replace"))
+        return out
+
+    @property
     def n_vocab(self):
         return self._n_vocab
 

@@ -37,7 +37,7 @@ import msgspec
 
 from pyllama.config import Config
 from pyllama.engine import EngineError, InvalidRequestError
-from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
+from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest, RerankRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
 from pyllama.runner import (
@@ -99,6 +99,7 @@ class SchedulerClosedError(SchedulerError):
 # ---- loaded runners -------------------------------------------------------------------------
 
 _Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+EMBED_SEQUENCES = 16  # inputs (or rerank pairs) an embeddings runner pools in one decode
 
 
 @dataclass(eq=False)
@@ -174,10 +175,11 @@ class Scheduler:
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=False)
         return self._events(runner, stream, waited)
 
-    async def embed(self, ref: ModelRef, request: EmbedRequest, *,
+    async def embed(self, ref: ModelRef, request: EmbedRequest | RerankRequest, *,
                     options: Mapping[str, Any] | RunnerOptions | None = None,
                     keep_alive: object = None) -> Embeddings:
-        """Embed a batch of inputs; a runner failure raises EngineError."""
+        """Embed a batch of inputs (or score rerank pairs: the same pooled
+        output, from the model's embeddings runner); a runner failure raises EngineError."""
         if isinstance(options, Mapping) and options.get("lora"):
             raise InvalidRequestError("the lora option applies to generation; "
                                       "embeddings use the model's adapters as stored")
@@ -242,7 +244,7 @@ class Scheduler:
     def _keep_alive(self, value: object) -> float:
         return self.default_keep_alive if value is None else parse_keep_alive(value)
 
-    async def _start_request(self, ref: ModelRef, request: GenerateRequest | EmbedRequest,
+    async def _start_request(self, ref: ModelRef, request: GenerateRequest | EmbedRequest | RerankRequest,
                              options: Mapping[str, Any] | RunnerOptions | None, keep_alive: object,
                              embeddings: bool) -> tuple[_Runner, RunnerStream, int]:
         t0 = time.perf_counter_ns()
@@ -388,9 +390,12 @@ class Scheduler:
 
     async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[2] else self.num_parallel
+        n_parallel = self.num_parallel
+        # An embeddings (and rerank) runner keeps one KV stream of num_ctx and pools up to
+        # EMBED_SEQUENCES whole inputs per decode, from all the requests it holds.
+        n_seq, n_ctx = (EMBED_SEQUENCES, options.num_ctx) if key[2] else (n_parallel, options.num_ctx * n_parallel)
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
-        spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
+        spec = LoadSpec(model=str(ref.path), n_ctx=n_ctx, n_parallel=n_seq,
                         n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,

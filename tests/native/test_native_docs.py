@@ -17,17 +17,19 @@ def python_blocks(markdown: str) -> list[str]:
 
 
 # What each example prints when it got to its end, in document order.
-EXAMPLE_DONE = ["best:", "continuation:"]
+EXAMPLE_DONE = ["best:", "ranked:", "continuation:"]
 
 
 def test_bindings_doc_example_runs(model_path, tmp_path):
     blocks = python_blocks((ROOT / "docs" / "bindings.md").read_text())
     assert len(blocks) == len(EXAMPLE_DONE), "docs/bindings.md examples changed; update EXAMPLE_DONE"
     mmproj = tmp_path / "mmproj.gguf"
-    env = {"PYLLAMA_MODEL": str(model_path), "PYLLAMA_MMPROJ": str(mmproj),
+    reranker = tmp_path / "reranker.gguf"
+    env = {"PYLLAMA_MODEL": str(model_path), "PYLLAMA_MMPROJ": str(mmproj), "PYLLAMA_RERANKER": str(reranker),
            "SMOLLM2_GGUF": str(model_path), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "make_tiny_models.py"), "mmproj",
-                    str(mmproj)], check=True, timeout=120, env=env)
+    for kind, out in (("mmproj", mmproj), ("reranker", reranker)):
+        subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "make_tiny_models.py"), kind,
+                        str(out)], check=True, timeout=120, env=env)
     for i, (code, done) in enumerate(zip(blocks, EXAMPLE_DONE)):
         script = tmp_path / f"example_{i}.py"
         script.write_text(code)

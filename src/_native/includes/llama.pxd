@@ -212,6 +212,7 @@ cdef extern from "llama.h" nogil:
     int32_t llama_model_n_head_kv(const llama_model * model)
     int32_t llama_model_n_swa(const llama_model * model)
     uint32_t llama_model_n_cls_out(const llama_model * model)
+    const char * llama_model_cls_label(const llama_model * model, uint32_t i)
     int32_t llama_model_meta_val_str(const llama_model * model, const char * key, char * buf, size_t buf_size)
     int32_t llama_model_desc(const llama_model * model, char * buf, size_t buf_size)
     llama_ftype llama_model_ftype(const llama_model * model)

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from pyllama import _native
 from pyllama.engine.embedding import prepare_input
+from pyllama.engine.rerank import PairBuilder
 from pyllama.engine.errors import EngineClosedError, InvalidRequestError
 from pyllama.engine.handle import Completion, RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
@@ -30,7 +31,7 @@ from pyllama.engine.options import lora_scales, options_from_mapping, validate_o
 from pyllama.engine.sampling import build_sampler, prime_sampler
 from pyllama.engine.slots import keep_count, truncate_prompt
 from pyllama.engine.streaming import TextStream
-from pyllama.engine.types import EmbedRequest, Embeddings, GenerateRequest, SamplingOptions
+from pyllama.engine.types import EmbedRequest, Embeddings, GenerateRequest, RerankRequest, SamplingOptions
 from pyllama.store.adapters import AdapterMismatch, check_adapter_file
 
 PromptLike = str | Sequence[int] | npt.NDArray[np.integer[Any]]
@@ -160,13 +161,15 @@ class Engine:
 
     # ---- requests ---------------------------------------------------------------------
 
-    def submit(self, request: GenerateRequest | EmbedRequest | PromptLike,
+    def submit(self, request: GenerateRequest | EmbedRequest | RerankRequest | PromptLike,
                options: SamplingOptions | Mapping[str, Any] | None = None) -> RequestHandle:
         """Queue a request; returns at once. A bare prompt (text or tokens)
         becomes a GenerateRequest with ``options``. Invalid requests raise
         InvalidRequestError here, on the caller's thread."""
         if isinstance(request, EmbedRequest):
             return self._submit_embed(request)
+        if isinstance(request, RerankRequest):
+            return self._submit_rerank(request)
         if not isinstance(request, GenerateRequest):
             request = GenerateRequest(prompt=request if isinstance(request, str) else self._token_list(request))
         if options is not None:
@@ -186,6 +189,12 @@ class Engine:
         """Blocking convenience: one vector per input."""
         items = [x if isinstance(x, str) else self._token_list(x) for x in inputs]
         return self.submit(EmbedRequest(items, truncate=truncate, normalize=normalize)).result().embeddings
+
+    def rerank(self, query: str, documents: Sequence[str], *, truncate: bool = True) -> list[float]:
+        """Blocking convenience for a reranker: one relevance score per
+        document, in the documents' order."""
+        result = self.submit(RerankRequest(query, list(documents), truncate=truncate)).result()
+        return [v[0] for v in result.embeddings]
 
     def _token_list(self, tokens: Sequence[int] | npt.NDArray[np.integer[Any]]) -> list[int]:
         return [int(t) for t in tokens]
@@ -254,4 +263,21 @@ class Engine:
             handle.put(Embeddings(embeddings=[]))
             return handle
         self._post(EmbedJob(handle=handle, request=request, inputs=inputs, t_submit=t_submit))
+        return handle
+
+    def _submit_rerank(self, request: RerankRequest) -> RequestHandle:
+        """Pairs become embedding inputs whose pooled output (not normalised)
+        is the classification head's: the loop packs them like any input."""
+        t_submit = time.perf_counter_ns()
+        if not self.embeddings or self.ctx.pooling != "rank":
+            raise InvalidRequestError("this engine does not rerank: that needs embeddings=True and a model "
+                                      f"with rank pooling (pooling is '{self.ctx.pooling}')")
+        builder = PairBuilder(self.model, min(self.n_ctx_slot, self.n_batch))
+        inputs = builder.pairs(request.query, request.documents, request.truncate)
+        handle = self._new_handle()
+        if not inputs:
+            handle.put(Embeddings(embeddings=[]))
+            return handle
+        pooled = EmbedRequest([], truncate=request.truncate, normalize=False)
+        self._post(EmbedJob(handle=handle, request=pooled, inputs=inputs, t_submit=t_submit))
         return handle

@@ -354,7 +354,8 @@ class EngineLoop:
         for job, index, seq in placed:
             job.t_start = job.t_start or now
             tokens = job.inputs[index]
-            self.ctx.seq_rm(seq, -1, -1)
+            if self.ctx.has_memory:  # encoder-only models (BERT) keep no KV
+                self.ctx.seq_rm(seq, -1, -1)
             batch.add_arrays(tokens, range(tokens.size), [seq] * tokens.size, [True] * tokens.size)
         failed: dict[int, str] = {}
         try:
@@ -371,7 +372,8 @@ class EngineLoop:
                 failed[id(job)] = f"decode failed: {exc}"
         finally:
             for _, _, seq in placed:
-                self.ctx.seq_rm(seq, -1, -1)
+                if self.ctx.has_memory:
+                    self.ctx.seq_rm(seq, -1, -1)
         self._settle_embed_jobs(failed)
 
     def _settle_embed_jobs(self, failed: dict[int, str]) -> None:

@@ -62,7 +62,20 @@ class EmbedRequest(msgspec.Struct, tag="embed", array_like=True, omit_defaults=T
     normalize: bool = True
 
 
-Request = Union[GenerateRequest, EmbedRequest]
+class RerankRequest(msgspec.Struct, tag="rerank", array_like=True, omit_defaults=True, gc=False):
+    """Score each document against ``query`` with a reranker (rank pooling).
+    The engine builds each pair (the model's rerank template, else
+    llama.cpp's BOS query EOS SEP document EOS) and answers ``Embeddings``
+    whose vectors are the raw rank outputs, one per document (the relevance
+    score is element 0). ``truncate=False`` rejects a pair longer than the
+    context instead of cutting its document."""
+
+    query: str
+    documents: list[str]
+    truncate: bool = True
+
+
+Request = Union[GenerateRequest, EmbedRequest, RerankRequest]
 
 
 class TopLogprob(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 
 from pyllama.engine import InvalidRequestError
 from pyllama.engine.handle import push_event
-from pyllama.engine.types import FINAL_EVENTS, EmbedRequest, Event, Failure, GenerateRequest
+from pyllama.engine.types import FINAL_EVENTS, Event, Failure, Request
 from pyllama.runner.errors import RunnerDiedError, RunnerError, RunnerLoadError
 from pyllama.runner.protocol import (
     Accepted,
@@ -231,7 +231,7 @@ class RunnerClient:
     def in_flight(self) -> int:
         return len(self._streams)
 
-    async def submit(self, request: GenerateRequest | EmbedRequest) -> RunnerStream:
+    async def submit(self, request: Request) -> RunnerStream:
         """Send a request and wait until the runner accepted it. Raises
         InvalidRequestError for a request the engine rejects, RunnerDiedError
         when the runner is gone."""

@@ -20,7 +20,7 @@ from typing import Union
 
 import msgspec
 
-from pyllama.engine.types import EmbedRequest, Event, GenerateRequest
+from pyllama.engine.types import Event, Request
 
 _HEADER = struct.Struct("<I")
 MAX_FRAME = 1 << 30  # a frame this large means the stream is corrupt
@@ -47,7 +47,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
     id: int
-    request: Union[GenerateRequest, EmbedRequest]
+    request: Request
 
 
 class Cancel(msgspec.Struct, tag="cancel", array_like=True, gc=False):

@@ -22,6 +22,7 @@ from pyllama.server.manage import models_router
 from pyllama.server.ollama import inference_router
 from pyllama.server.openai import openai_router
 from pyllama.server.openapi import openapi_json
+from pyllama.server.rerank import rerank_routers
 from pyllama.server.responses import responses_router
 from pyllama.store.layout import Store
 
@@ -80,7 +81,7 @@ def create_app(config: Config | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[root, version, status, models_router, inference_router, openai_router, anthropic_router,
-                        responses_router, openapi_json],
+                        responses_router, *rerank_routers, openapi_json],
         openapi_config=None,  # ours (server/openapi.py) describes the bodies the handlers decode
         state=state,
         exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]

@@ -19,7 +19,14 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 
-from pyllama.server import schemas_anthropic, schemas_inference, schemas_manage, schemas_openai, schemas_responses
+from pyllama.server import (
+    schemas_anthropic,
+    schemas_inference,
+    schemas_manage,
+    schemas_openai,
+    schemas_rerank,
+    schemas_responses,
+)
 from pyllama.server.bodies import MAX_BODY_BYTES, MAX_DEPTH
 
 NDJSON = "application/x-ndjson"
@@ -149,6 +156,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/api/embeddings", "Embed one prompt (legacy)", body=schemas_inference.EmbeddingRequest,
               response=schemas_inference.EmbeddingResponse, errors=INFERENCE_ERRORS),
     Operation("get", "/api/ps", "Loaded models", response=RunningModels, errors=()),
+    Operation("post", "/api/rerank", "Rank documents against a query (a reranker model)",
+              body=schemas_rerank.RerankRequest, response=schemas_rerank.RerankResponse, errors=INFERENCE_ERRORS),
+    Operation("post", "/v1/rerank", "Rank documents, Jina/Cohere style", family=OPENAI,
+              body=schemas_rerank.RerankRequest, response=schemas_rerank.RerankResponse, errors=INFERENCE_ERRORS),
+    Operation("post", "/rerank", "Rank documents, llama-server's path", family=OPENAI,
+              body=schemas_rerank.RerankRequest, response=schemas_rerank.RerankResponse, errors=INFERENCE_ERRORS),
     Operation("post", "/v1/chat/completions", "OpenAI chat completions", family=OPENAI,
               body=schemas_openai.ChatCompletionRequest, response=schemas_openai.Completion, stream=SSE,
               errors=INFERENCE_ERRORS),

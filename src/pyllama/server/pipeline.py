@@ -26,6 +26,7 @@ from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import EmbedRequest as EngineEmbedRequest
 from pyllama.engine.types import Embeddings
 from pyllama.engine.types import GenerateRequest as EngineGenerateRequest
+from pyllama.engine.types import RerankRequest as EngineRerankRequest
 from pyllama.model_ref import ModelRef, RunnerOptions
 from pyllama.scheduler import Scheduler
 from pyllama.server.checks import (
@@ -319,9 +320,16 @@ async def run_embed(request: Request[Any, Any, Any], state: State, local: LocalM
                                                             embeddings=True))
         return None
     engine_req = EngineEmbedRequest(inputs=list(inputs), truncate=truncate, normalize=normalize)
+    return await run_pooled(request, scheduler, ref, engine_req, merged, keep_alive, context_status)
+
+
+async def run_pooled(request: Request[Any, Any, Any], scheduler: Scheduler, ref: ModelRef,
+                     engine_req: EngineEmbedRequest | EngineRerankRequest, options: dict[str, Any],
+                     keep_alive: Any, context_status: int = 400) -> Embeddings:
+    """Run an embedding (or rerank) request on the model's embeddings runner, its errors as HTTP errors."""
     try:
         return await unless_disconnected(
-            request, lambda: scheduler.embed(ref, engine_req, options=merged, keep_alive=keep_alive))
+            request, lambda: scheduler.embed(ref, engine_req, options=options, keep_alive=keep_alive))
     except RequestError:
         raise
     except InvalidRequestError as exc:

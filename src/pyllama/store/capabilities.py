@@ -14,9 +14,11 @@ INSERT = "insert"
 VISION = "vision"
 EMBEDDING = "embedding"
 THINKING = "thinking"
+RERANK = "rerank"  # not an Ollama capability: pyllama's /api/rerank, /v1/rerank, /rerank
 
-# Canonical output order (Ollama's).
-ORDER = (COMPLETION, TOOLS, INSERT, VISION, EMBEDDING, THINKING, "image", "audio")
+# Canonical output order (Ollama's, rerank beside embedding).
+ORDER = (COMPLETION, TOOLS, INSERT, VISION, EMBEDDING, RERANK, THINKING, "image", "audio")
+RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK: a classification head scores the input
 
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
 
@@ -27,3 +29,8 @@ def is_embedding_model(info: GGUFInfo | None) -> bool:
     if info.arch_key("pooling_type") is not None:
         return True
     return info.architecture in _EMBEDDING_ARCHES
+
+
+def is_reranker(info: GGUFInfo | None) -> bool:
+    """A cross-encoder: its GGUF asks for rank pooling (bge-reranker, jina-reranker, Qwen3-Reranker)."""
+    return info is not None and info.arch_key("pooling_type") == RANK_POOLING

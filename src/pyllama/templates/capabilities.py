@@ -18,10 +18,12 @@ from pyllama.store.capabilities import (
     EMBEDDING,
     INSERT,
     ORDER,
+    RERANK,
     THINKING,
     TOOLS,
     VISION,
     is_embedding_model,
+    is_reranker,
 )
 from pyllama.store.gguf_meta import GGUFInfo
 from pyllama.store.model import LocalModel
@@ -81,6 +83,8 @@ def model_capabilities(info: GGUFInfo | None, *, go_template: str | None = None,
     """
     caps: set[str] = set(extra)
     caps.add(EMBEDDING if is_embedding_model(info) else COMPLETION)
+    if is_reranker(info):
+        caps.add(RERANK)
     if has_projector or (info is not None and (
             info.arch_key("vision.block_count") is not None or info.kv.get("clip.has_vision_encoder"))):
         caps.add(VISION)
