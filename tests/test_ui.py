@@ -20,7 +20,7 @@ import ollama
 import pytest
 
 from ggufutil import write_tiny_llama
-from inferenceutil import MODEL, inference_server
+from inferenceutil import MODEL, PLAN_TEMPLATE, inference_server
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 Page = playwright_sync.Page
@@ -45,6 +45,7 @@ def base(module_models_dir: Path, model_path: Path, tmp_path_factory: pytest.Tem
                       parameters={"temperature": 0, "stop": ["\n"], "num_predict": 40, "num_ctx": 512})
         client.create("counter", from_=MODEL, template=COUNT_TEMPLATE,
                       parameters={"temperature": 0, "num_predict": 100000, "num_ctx": 512})
+        client.create("planner", from_=MODEL, template=PLAN_TEMPLATE, parameters={"num_predict": 60})
         tiny = tmp_path_factory.mktemp("tiny")
         embed = client.create_blob(write_tiny_llama(tiny / "e.gguf", extra_kv={"llama.pooling_type": 1}, seed=1))
         client.create("embedder", files={"model.gguf": embed})
@@ -243,6 +244,29 @@ def test_model_output_renders_as_text(page: Page, base: str) -> None:
     assert rendered["code"] == '<iframe src="x"></iframe>'
     assert "<script>window.__pwned = 1</script>" in rendered["text"] and "[click](javascript:alert(1))" in rendered["text"]
     assert page.evaluate("window.__pwned") is None and page.watch.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_thinking_is_shown_folded(page: Page, base: str) -> None:
+    open_ui(page, base)
+    pick(page, MODEL)
+    expect(page.locator("#think-box")).to_be_hidden()
+    pick(page, "planner", **SETTINGS)
+    expect(page.locator("#model-caps")).to_contain_text("thinking")
+    expect(page.locator("#think")).to_be_checked()
+    page.fill("#prompt", "How do I boil an egg?")
+    with page.expect_request("**/api/chat") as sent:
+        page.press("#prompt", "Enter")
+    assert sent.value.post_data_json["think"] is True
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".stats")).to_be_visible(timeout=120_000)
+    [conv] = stored_conversations(page)
+    thought = conv["messages"][-1]["thinking"]
+    assert thought.strip() and conv["messages"][-1]["content"].strip()
+    folded = answer.locator("details.thinking")
+    expect(folded).to_be_visible()
+    assert folded.get_attribute("open") is None  # folded until the reader opens it
+    folded.locator("summary").click()
+    expect(folded.locator("div")).to_have_text(thought)
 
 
 def test_images_are_sent_for_vision_models_only(page: Page, base: str, tmp_path: Path) -> None:

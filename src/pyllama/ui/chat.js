@@ -45,6 +45,7 @@ function showCaps() {
     span.textContent = cap;
     box.append(span);
   }
+  $("#think-box").hidden = !caps().includes("thinking");
   const vision = caps().includes("vision");
   $("#attach").hidden = !vision;
   if (!vision) setAttachments([]);
@@ -79,6 +80,7 @@ function open(c) {
   if (models.has(conv.model)) $("#model-select").value = conv.model;
   $("#system-prompt").value = conv.system || "";
   for (const f of OPTION_FIELDS) $("#opt-" + f).value = conv.options?.[f] ?? "";
+  $("#think").checked = conv.think !== false;
   showCaps();
   const box = $("#messages");
   box.replaceChildren();
@@ -90,6 +92,7 @@ function open(c) {
 function readSettings() {
   conv.model = $("#model-select").value;
   conv.system = $("#system-prompt").value;
+  conv.think = $("#think").checked;
   conv.options = {};
   for (const f of OPTION_FIELDS) {
     const raw = $("#opt-" + f).value.trim();
@@ -191,6 +194,8 @@ async function send() {
   if (conv.system.trim()) history.unshift({ role: "system", content: conv.system });
   const body = { model: conv.model, messages: history, stream: true };
   if (Object.keys(conv.options).length) body.options = conv.options;
+  // Only a model that can think takes the field (others answer 400 to it).
+  if (caps().includes("thinking")) body.think = conv.think;
 
   controller = new AbortController();
   setBusy(true);
@@ -285,7 +290,9 @@ export async function initChat() {
   $("#stop").addEventListener("click", stop);
   $("#new-chat").addEventListener("click", () => open(null));
   $("#model-select").addEventListener("change", () => { showCaps(); if (conv) { conv.model = $("#model-select").value; save(); } });
-  $("#settings").addEventListener("change", () => { if (conv) { readSettings(); save(); } });
+  for (const box of ["#settings", "#think-box"]) {
+    $(box).addEventListener("change", () => { if (conv) { readSettings(); save(); } });
+  }
   $("#rename-chat").addEventListener("click", () => {
     const title = prompt("Name of this conversation", conv.title);
     if (title !== null && title.trim()) { conv.title = title.trim(); save(); renderList(); }
