@@ -98,6 +98,8 @@ def open_ui(page: Page, base: str) -> None:
     page.goto(base + "/ui")
     assert page.url == base + "/ui/"
     expect(page.locator("#model-select option").first).to_be_attached()
+    expect(page.locator("#view-chat")).to_be_visible()
+    expect(page.locator("#view-models")).to_be_hidden()
 
 
 def pick(page: Page, model: str, **settings: str) -> None:
@@ -163,9 +165,10 @@ def test_chat_streams_markdown_and_shows_stats(page: Page, base: str, tmp_path: 
     assert f"prompt {final['prompt_eval_count']} tokens" in stats
     rate = final["eval_count"] / (final["eval_duration"] / 1e9)
     assert f"{rate:.1f} tokens/s" in stats
-    # A fenced block in the answer became a code block with its text intact.
-    if "```" in whole["message"]["content"]:
-        expect(answer.locator(".code pre code").first).to_be_visible()
+    # Each fenced block of the (greedy, so fixed) answer became a code block.
+    fences = whole["message"]["content"].count("```") // 2
+    assert fences >= 1 and answer.locator(".code pre code").count() == fences
+    assert "def " in answer.locator(".code pre code").first.inner_text()
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
@@ -317,6 +320,7 @@ def test_system_prompt_and_keys(page: Page, base: str) -> None:
 def test_models_view_create_unload_delete(page: Page, base: str) -> None:
     open_ui(page, base)
     page.click("#tab-models")
+    expect(page.locator("#view-chat")).to_be_hidden()
     row = page.locator(f'#model-table tr[data-model="{MODEL}:latest"]')
     expect(row).to_contain_text("llama")
     expect(row).to_contain_text("completion")
