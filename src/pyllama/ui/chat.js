@@ -4,7 +4,7 @@
 import { getJSON, postJSON, stream } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 import * as store from "./store.js";
-import { notify, $ } from "./ui.js";
+import { $, el, notify } from "./ui.js";
 
 const OPTION_FIELDS = ["temperature", "num_ctx", "seed"];
 let models = new Map(); // name -> capabilities[]
@@ -121,20 +121,13 @@ function userNode(msg) {
 }
 
 function assistantNode(msg) {
-  const node = document.createElement("div");
-  node.className = "msg assistant";
-  const thinking = document.createElement("details");
-  thinking.className = "thinking";
-  const summary = document.createElement("summary");
+  const node = el("div", "msg assistant");
+  const thinking = el("details", "thinking");
+  const summary = el("summary");
   summary.textContent = "Thinking";
-  const thought = document.createElement("div");
+  const thought = el("div");
   thinking.append(summary, thought);
-  const body = document.createElement("div");
-  body.className = "body";
-  const stats = document.createElement("div");
-  stats.className = "stats";
-  const state = document.createElement("div");
-  state.className = "state";
+  const [body, stats, state] = ["body", "stats", "state"].map((name) => el("div", name));
   node.append(thinking, body, stats, state);
   const view = {
     node,

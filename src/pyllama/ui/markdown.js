@@ -8,6 +8,8 @@
 // (single newlines kept as line breaks). Inline: code spans, **strong**,
 // *emphasis*, [links](url).
 
+import { el } from "./ui.js";
+
 const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
 const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
 const QUOTE = /^\s{0,3}>\s?(.*)$/;
@@ -15,12 +17,6 @@ const ITEM = /^\s{0,3}([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const RULE = /^\s{0,3}([-*_])(\s*\1){2,}\s*$/;
 const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|\*\*(?=\S)([\s\S]*?\S)\*\*|\*(?=[^\s*])([\s\S]*?[^\s*])\*|\[([^\]\n]+)\]\(([^)\s]+)\)/g;
 const SAFE_SCHEMES = new Set(["http:", "https:", "mailto:"]);
-
-function el(tag, className) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  return node;
-}
 
 export function renderMarkdown(text) {
   const root = document.createDocumentFragment();

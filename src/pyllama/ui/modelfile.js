@@ -30,7 +30,7 @@ function readValue(text, pos) {
   return [text.slice(pos, end).trim(), end];
 }
 
-function typed(name, value) {
+function typed(value) {
   if (/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value)) return Number(value);
   if (/^(true|false)$/i.test(value)) return value.toLowerCase() === "true";
   return value;
@@ -65,7 +65,7 @@ export function parseModelfile(text) {
       if (command === "parameter") {
         const name = h[1].toLowerCase();
         if (name === "stop") (parameters.stop ||= []).push(value);
-        else parameters[name] = typed(name, value);
+        else parameters[name] = typed(value);
       } else {
         messages.push({ role: h[1].toLowerCase(), content: value });
       }

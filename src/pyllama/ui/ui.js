@@ -2,6 +2,12 @@
 
 export const $ = (selector) => document.querySelector(selector);
 
+export function el(tag, className) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  return node;
+}
+
 let noticeTimer = 0;
 export function notify(message) {
   const box = $("#notice");
