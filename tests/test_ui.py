@@ -291,6 +291,14 @@ def test_images_are_sent_for_vision_models_only(page: Page, base: str, tmp_path:
     assert body["model"] == "seer:latest"
     assert body["messages"][-1] == {"role": "user", "content": "What is this?", "images": [base64.b64encode(png).decode()]}
     expect(page.locator(".msg.user img")).to_have_count(1)
+    # Pasting an image attaches it too.
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], 'pasted.png', {type: 'image/png'}));
+        document.querySelector('#prompt').dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+    }""", base64.b64encode(png).decode())
+    expect(page.locator("#attachments img")).to_have_count(1)
     # The tiny model has no tokenizer, so the server's refusal is what the answer shows.
     expect(page.locator(".msg.assistant .state")).to_contain_text("error: ", timeout=120_000)
 
@@ -315,6 +323,19 @@ def test_system_prompt_and_keys(page: Page, base: str) -> None:
     page.keyboard.type("two")
     assert page.input_value("#prompt") == "one\ntwo"
     assert page.locator(".msg.user").count() == 1
+    # A second conversation, then back to the first: its messages and system prompt return.
+    page.click("#new-chat")
+    expect(page.locator(".msg")).to_have_count(0)
+    assert page.input_value("#system-prompt") == ""
+    pick(page, MODEL, **SETTINGS)
+    page.fill("#prompt", "Bye")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".msg.assistant .stats")).to_be_visible(timeout=120_000)
+    expect(page.locator("#conv-list button")).to_have_text(["Bye", "Hi"])
+    page.click("#conv-list button >> text=Hi")
+    expect(page.locator(".msg.user")).to_have_text(["Hi"])
+    assert page.input_value("#system-prompt") == "You are terse."
+    assert page.input_value("#opt-seed") == "42"
 
 
 def test_models_view_create_unload_delete(page: Page, base: str) -> None:

@@ -57,6 +57,13 @@ export async function refreshModels() {
     tr.append(actions);
     body.append(tr);
   }
+  if (!tags.models?.length) {
+    const tr = document.createElement("tr");
+    const td = cell("No models yet: pull one, or create one from a Modelfile.");
+    td.colSpan = 8;
+    tr.append(td);
+    body.append(tr);
+  }
 }
 
 async function changed() {
