@@ -12,11 +12,14 @@ command -v g++ >/dev/null || need_apt+=(g++)
 command -v ccache >/dev/null || need_apt+=(ccache)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 # What the tests run besides Python: the CNCF distribution registry (push/pull),
-# ssh-keygen (registry request signing) and objdump (the packaging baseline check).
+# ssh-keygen (registry request signing), objdump (the packaging baseline check) and
+# chromium (Playwright drives it for the web chat's browser tests; Playwright's own
+# browser downloads are not used).
 # Under CI=true a test skipped for want of one of these fails the run.
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v objdump >/dev/null || need_apt+=(binutils)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq

@@ -84,6 +84,9 @@ def test_wheel_contents(wheel: Path) -> None:
     assert len(native) == 1, names
     assert "pyllama/py.typed" in names and "pyllama/_native.pyi" in names
     assert "pyllama/bundled.py" in names and any(n.startswith("pyllama/templates/") for n in names)
+    # The web chat's static files (served at /ui/) ship as they are in the source tree.
+    ui_files = {f"pyllama/ui/{p.name}" for p in (ROOT / "src" / "pyllama" / "ui").iterdir() if p.is_file()}
+    assert "pyllama/ui/index.html" in ui_files and ui_files <= set(names), ui_files - set(names)
     # llama.cpp is linked into the module: no other shared objects, no headers.
     assert not [n for n in names if n.endswith((".h", ".a")) or (".so" in n and n not in native)]
 
@@ -145,6 +148,9 @@ def test_installed_wheel_serves_a_generation(venv: Path, served: str, tmp_path: 
                        json={"model": "smollm2:135m", "prompt": "Say hello.", "stream": False,
                              "options": {"num_predict": 8}}).json()
     assert reply["response"].strip() and 0 < reply["eval_count"] <= 8, reply
+    page = httpx.get(f"http://{served}/ui/")
+    assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
+    assert httpx.get(f"http://{served}/ui/app.js").headers["content-type"].startswith("text/javascript")
 
 
 def test_sdist_carries_llama_cpp(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pyllama.server.openai import openai_router
 from pyllama.server.openapi import openapi_json
 from pyllama.server.rerank import rerank_routers
 from pyllama.server.responses import responses_router
+from pyllama.server.ui import ui_files
 from pyllama.store.layout import Store
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def create_app(config: Config | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[root, version, status, models_router, inference_router, openai_router, anthropic_router,
-                        responses_router, *rerank_routers, openapi_json],
+                        responses_router, *rerank_routers, openapi_json, ui_files],
         openapi_config=None,  # ours (server/openapi.py) describes the bodies the handlers decode
         state=state,
         exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]
