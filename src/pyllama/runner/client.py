@@ -320,6 +320,8 @@ class RunnerClient:
         if not self._closing:
             self.exit_message = ("model runner has unexpectedly stopped "
                                  f"({describe_exit(self.process.returncode)})" + self._stderr_reason())
+            if self.spec.rpc_servers:  # ggml-rpc aborts the runner when a server goes away
+                self.exit_message += f" (its RPC servers: {', '.join(self.spec.rpc_servers)})"
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
             self.exit_message = self.stop_reason
