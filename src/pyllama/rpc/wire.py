@@ -123,3 +123,16 @@ def probe(endpoint: str, major: int, timeout: float = DEFAULT_TIMEOUT) -> Remote
     if not devices:
         raise RpcUnreachableError(endpoint, "it serves no devices")
     return RemoteServer(endpoint, version, tuple(devices))
+
+
+def not_listening(endpoints: list[str], timeout: float = 1.0) -> list[str]:
+    """Those of ``endpoints`` that refuse or ignore a TCP connection now
+    (to say which server a runner lost)."""
+    down = []
+    for endpoint in endpoints:
+        try:
+            with socket.create_connection(split_endpoint(endpoint), timeout=timeout):
+                pass
+        except OSError:
+            down.append(endpoint)
+    return down
