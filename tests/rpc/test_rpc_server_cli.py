@@ -73,3 +73,13 @@ def test_bad_values_are_refused() -> None:
     assert "IPv6" in rpc_server_cli("-H", "::1").stderr
     usage = rpc_server_cli("--help").stdout
     assert "pyllama rpc-server [flags]" in usage and "-p, --port int" in usage and "--cache-dir string" in usage
+
+
+def test_serve_refuses_bad_rpc_settings_before_starting() -> None:
+    for flags, env, message in ((["--rpc", "gpu-box"], {}, "RPC server must be host:port"),
+                                ([], {"PYLLAMA_TENSOR_SPLIT": "1,x"}, "PYLLAMA_TENSOR_SPLIT must be")):
+        result = subprocess.run([sys.executable, "-m", "pyllama", "serve", *flags],
+                                env=clean_env(PYLLAMA_HOST=f"127.0.0.1:{free_port()}", **env),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.startswith("Error: ") and message in result.stderr

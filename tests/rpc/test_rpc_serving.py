@@ -37,9 +37,10 @@ def loaded_devices(base: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def split_server(models_dir: Path, model_path: Path, servers: list[str], parallel: int = 1) -> Iterator[str]:
+def split_server(models_dir: Path, model_path: Path, servers: list[str], parallel: int = 1,
+                 **env_extra: str) -> Iterator[str]:
     env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_NUM_PARALLEL": str(parallel),
-           "PYLLAMA_RPC_SERVERS": ",".join(servers)}
+           "PYLLAMA_RPC_SERVERS": ",".join(servers), **env_extra}
     with start_server(env) as base:
         client = ollama.Client(host=base)
         client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
@@ -55,11 +56,29 @@ def test_split_model_answers_as_unsplit_and_ps_shows_each_device(models_dir: Pat
         by_endpoint = {d["description"]: d for d in devices}
         assert by_endpoint[a]["name"] == "RPC0" and by_endpoint[b]["name"] == "RPC1", devices
         assert by_endpoint[a]["size"] > 1 << 20 and by_endpoint[b]["size"] > 1 << 20
-        assert any(d["name"].startswith("CPU") and d["size"] > 1 << 20 for d in devices), devices
+        assert [d["name"] for d in devices if d["name"] == "CPU" and d["size"] > 1 << 20] == ["CPU"], devices
         unsplit = generate(base, {**SPLIT, "num_gpu": 0})  # a load option: the runner reloads, all on this CPU
         assert {d["description"] for d in loaded_devices(base)}.isdisjoint({a, b})
     assert split["eval_count"] == unsplit["eval_count"] == 24
     assert split["response"] == unsplit["response"]
+
+
+def test_tensor_split_sets_each_devices_share_and_one_runner_holds_the_servers_at_a_time(
+        models_dir: Path, model_path: Path) -> None:
+    with ExitStack() as stack:
+        (a, _), (b, _) = stack.enter_context(rpc_server()), stack.enter_context(rpc_server())
+        base = stack.enter_context(split_server(models_dir, model_path, [a, b], PYLLAMA_TENSOR_SPLIT="1,3"))
+        generate(base, SPLIT)
+        sizes = {d["description"]: d["size"] for d in loaded_devices(base)}
+        assert sizes[b] > 2 * sizes[a] > 0
+        # An embedding runner of the same model is a second runner: ggml-rpc's server serves one
+        # client at a time, so the idle generation runner is unloaded first instead of both hanging.
+        resp = httpx.post(base + "/api/embed", json={"model": MODEL, "input": "hello",
+                                                    "options": {"num_ctx": 512, "num_gpu": 20}}, timeout=300)
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["embeddings"][0]) == 576
+        assert len(httpx.get(base + "/api/ps", timeout=30).json()["models"]) == 1
+        assert generate(base, SPLIT)["eval_count"] == 24
 
 
 def test_a_server_down_at_load_fails_the_load_naming_it(models_dir: Path, model_path: Path) -> None:

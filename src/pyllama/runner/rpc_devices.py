@@ -35,8 +35,11 @@ def add_rpc_servers(endpoints: Sequence[str]) -> list[str]:
 
 def device_use(ctx: Any) -> list[DeviceUse]:
     """Bytes held per device (weights + KV cache + compute), from llama.cpp's breakdown."""
-    totals: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = {}
+    descriptions: dict[str, str] = {}
     for part in ctx.memory_breakdown():
-        key = (part["device"] or part["buffer_type"], part["description"])
-        totals[key] = totals.get(key, 0) + part["model"] + part["context"] + part["compute"]
-    return [DeviceUse(name, description, size) for (name, description), size in totals.items() if size]
+        # Host buffer types without a device (CPU_Mapped: the memory-mapped weights) count as the CPU's.
+        name = part["device"] or ("CPU" if part["buffer_type"].startswith("CPU") else part["buffer_type"])
+        totals[name] = totals.get(name, 0) + part["model"] + part["context"] + part["compute"]
+        descriptions[name] = descriptions.get(name) or part["description"]
+    return [DeviceUse(name, descriptions[name], size) for name, size in totals.items() if size]
