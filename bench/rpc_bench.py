@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from common import build_dir, build_llama_tools, default_model, free_port, platform_line
+from common import build_dir, build_llama_tools, default_model, free_port, platform_line, stop_process
 from rawhttp import post_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,13 +89,7 @@ class Side:
         raise RuntimeError(f"{cmd[0]} did not start")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     async def generate(self, n_predict: int) -> tuple[float, int]:
         """One streamed request: (seconds to the first token, tokens generated)."""
@@ -241,8 +235,7 @@ def main() -> None:
                     side.stop()
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(30)
+            stop_process(proc)
     print(f"\n{platform_line()}\n")
     print(f"SmolLM2-135M Q4_1, {args.threads} thread(s) per process, {args.ngl} of 30 layers on the RPC "
           f"devices when split, {args.n_predict} tokens per request, {args.rounds} round(s); "
