@@ -5,6 +5,8 @@ device, a server down at load, and one killed mid-stream."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -123,5 +125,25 @@ def test_a_server_killed_mid_stream_ends_every_stream_and_the_next_load_goes_wit
             assert not any(line.get("done") for line in lines)
         # The next request loads again, on the surviving server and this CPU.
         after = generate(base, SPLIT)
+        assert after["eval_count"] == 24
+        assert {d["description"] for d in loaded_devices(base) if d["name"].startswith("RPC")} == {a}
+
+
+def test_a_stalled_server_is_cut_off_by_the_watchdog_and_left_out_of_the_next_load(
+        models_dir: Path, model_path: Path) -> None:
+    with ExitStack() as stack:
+        (a, _), (b, stalled) = stack.enter_context(rpc_server()), stack.enter_context(rpc_server())
+        base = stack.enter_context(split_server(models_dir, model_path, [a, b], PYLLAMA_RUNNER_WATCHDOG="5s"))
+        lines: list[dict[str, Any]] = []
+        started = threading.Event()
+        thread = threading.Thread(target=_stream, args=(base, started, lines))
+        thread.start()
+        assert started.wait(240), "the stream did not start"
+        os.kill(stalled.pid, signal.SIGSTOP)  # answers nothing, closes nothing: ggml-rpc would wait forever
+        stack.callback(os.kill, stalled.pid, signal.SIGCONT)
+        thread.join(240)
+        assert not thread.is_alive(), "the stream hung on a stalled RPC server"
+        assert "made no progress" in lines[-1].get("error", ""), lines[-1]
+        after = generate(base, SPLIT)  # b's probe times out; a runner lost it, so the load goes without it
         assert after["eval_count"] == 24
         assert {d["description"] for d in loaded_devices(base) if d["name"].startswith("RPC")} == {a}
