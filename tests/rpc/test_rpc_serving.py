@@ -59,6 +59,10 @@ def test_split_model_answers_as_unsplit_and_ps_shows_each_device(models_dir: Pat
         assert by_endpoint[a]["name"] == "RPC0" and by_endpoint[b]["name"] == "RPC1", devices
         assert by_endpoint[a]["size"] > 1 << 20 and by_endpoint[b]["size"] > 1 << 20
         assert [d["name"] for d in devices if d["name"] == "CPU" and d["size"] > 1 << 20] == ["CPU"], devices
+        chat = httpx.post(base + "/v1/chat/completions", timeout=300, json={
+            "model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "temperature": 0})
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["choices"][0]["message"]["content"]
         unsplit = generate(base, {**SPLIT, "num_gpu": 0})  # a load option: the runner reloads, all on this CPU
         assert {d["description"] for d in loaded_devices(base)}.isdisjoint({a, b})
     assert split["eval_count"] == unsplit["eval_count"] == 24
