@@ -128,3 +128,17 @@ def test_pool_fails_on_a_down_server_but_skips_one_a_runner_lost(fake: FakeRpcSe
     assert f"RPC server {down} is not reachable" in caplog.text and "loading without it" in caplog.text
     assert pool.free == 3 << 30
     assert pool.lost == {down}  # the one that answers again is no longer lost
+
+
+def test_the_schedulers_memory_fit_counts_the_rpc_servers_free_memory(fake: FakeRpcServer) -> None:
+    from pyllama.config import Config
+    from pyllama.runner import MemoryEstimate
+    from pyllama.scheduler import Scheduler
+
+    scheduler = Scheduler(Config(rpc_servers=fake.endpoint), memory_available=lambda: 1 << 30,
+                          vram_available=lambda: 0)
+    big = MemoryEstimate(weights=2 << 30, kv_cache=1 << 28, compute=1 << 26)  # more than this machine's 1 GiB
+    assert scheduler._fits(big) == (False, False)  # nothing known of the remote devices yet
+    assert asyncio.run(scheduler.rpc.usable()) == (fake.endpoint,)  # what the first load does before fitting
+    assert scheduler._fits(big) == (True, False)  # 1 GiB here + 3 GiB free on the server
+    assert scheduler._fits(MemoryEstimate(weights=5 << 30, kv_cache=0, compute=0)) == (False, False)
