@@ -168,3 +168,14 @@ def test_sdist_carries_llama_cpp(tmp_path: Path) -> None:
         assert needed in members, needed
     assert not [m for m in members if m.endswith(".gguf") or m.startswith(("build/", ".venv/", "llama.cpp/.git/"))]
     assert (tmp_path / name).stat().st_size < 40 << 20
+
+
+def test_the_wheel_has_the_rpc_back_end_and_no_rdma_dependency(venv: Path, tmp_path: Path) -> None:
+    """GGML_RPC=ON is in the default build (docs/rpc.md), plain TCP: the module needs no libibverbs."""
+    code = "import json, pyllama._native as n; print(json.dumps([n.__file__, n.supports_rpc()]))"
+    path, rpc = json.loads(run([venv / "bin" / "python", "-c", code], env=venv_env(), cwd=tmp_path).stdout)
+    assert rpc is True
+    needed = run(["objdump", "-p", path], cwd=tmp_path).stdout
+    assert "NEEDED" in needed and "ibverbs" not in needed
+    usage = run([venv / "bin" / "pyllama", "rpc-server", "--help"], env=venv_env(), cwd=tmp_path).stdout
+    assert "pyllama rpc-server [flags]" in usage

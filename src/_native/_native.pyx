@@ -23,6 +23,9 @@ import numpy as np
 from includes.ggml cimport *
 from includes.llama cimport *
 from includes.mtmd cimport *
+from includes.ggml_rpc cimport *
+from includes.llama_ext cimport *
+from libcpp.map cimport map as cppmap
 from includes cimport shim
 
 cnp.import_array()
@@ -47,6 +50,7 @@ include "bitmap.pxi"
 include "chunks.pxi"
 include "projector.pxi"
 include "system.pxi"
+include "rpc.pxi"
 
 llama_backend_init()
 _install_logger()

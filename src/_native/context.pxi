@@ -491,3 +491,24 @@ cdef class Context:
 
     def perf_reset(self):
         llama_perf_context_reset(self.ptr)
+
+    # ---- memory per device -------------------------------------------------
+
+    def memory_breakdown(self):
+        """Bytes this context and its model hold per buffer type: weights
+        (``model``), KV cache (``context``) and compute buffers, with the device
+        each buffer type lives on (an RPC device's description is its endpoint)."""
+        cdef cppmap[ggml_backend_buffer_type_t, llama_memory_breakdown_data] parts
+        parts = llama_get_memory_breakdown(self.ptr)
+        cdef ggml_backend_dev_t dev
+        out = []
+        for item in parts:
+            dev = ggml_backend_buft_get_device(item.first)
+            name = ggml_backend_buft_name(item.first).decode("utf-8", "replace")
+            out.append({
+                "buffer_type": name,
+                "device": ggml_backend_dev_name(dev).decode("utf-8", "replace") if dev != NULL else "",
+                "description": ggml_backend_dev_description(dev).decode("utf-8", "replace") if dev != NULL else "",
+                "model": item.second.model, "context": item.second.context, "compute": item.second.compute,
+            })
+        return out

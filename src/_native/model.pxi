@@ -37,7 +37,7 @@ cdef class Model:
 
     def __cinit__(self, path, *, int n_gpu_layers=-1, bint vocab_only=False, str load_mode="auto",
                   str split_mode="layer", int main_gpu=0, bint check_tensors=False,
-                  bint use_extra_bufts=True):
+                  bint use_extra_bufts=True, tensor_split=None):
         self.ptr = NULL
         path = _os.fspath(path)
         if not _os.path.isfile(path):
@@ -56,6 +56,20 @@ cdef class Model:
         params.main_gpu = main_gpu
         params.check_tensors = check_tensors
         params.use_extra_bufts = use_extra_bufts
+        # Proportions of the offloaded layers per device (llama_max_devices
+        # floats; all zero = split by free memory). Kept alive across the load.
+        cdef size_t n_split = llama_max_devices()
+        cdef vector[float] split
+        if tensor_split:
+            shares = [float(x) for x in tensor_split]
+            if len(shares) > n_split:
+                raise ValueError(f"tensor_split has {len(shares)} entries; this build allows {n_split}")
+            if any(not isfinite(x) or x < 0 for x in shares) or sum(shares) <= 0:
+                raise ValueError("tensor_split entries must be finite, >= 0, and not all zero")
+            split.assign(n_split, 0.0)
+            for i, x in enumerate(shares):
+                split[i] = x
+            params.tensor_split = split.data()
         cdef bytes bpath = path.encode()
         cdef const char * cpath = bpath
         with nogil:

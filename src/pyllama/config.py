@@ -93,6 +93,8 @@ class Config:
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
+    rpc_servers: str = ""  # PYLLAMA_RPC_SERVERS (host:port,...), parsed by pyllama.rpc
+    tensor_split: str = ""  # PYLLAMA_TENSOR_SPLIT (shares per device), parsed by pyllama.rpc
     generic_tools: bool = True
     """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
 
@@ -133,4 +135,6 @@ class Config:
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
+            rpc_servers=_raw(env, "RPC_SERVERS"),
+            tensor_split=_raw(env, "TENSOR_SPLIT"),
         )

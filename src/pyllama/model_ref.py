@@ -125,6 +125,7 @@ class LoadedModel:
     context_length: int
     pid: int
     adapters: tuple[Path, ...] = ()
+    devices: tuple[Any, ...] = ()  # runner.protocol.DeviceUse, when the model is split over RPC devices
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object /api/ps returns for this model (``adapters`` is
@@ -134,6 +135,8 @@ class LoadedModel:
                "size_vram": self.size_vram, "context_length": self.context_length}
         if self.adapters:
             out["adapters"] = adapter_entries(self.adapters)
+        if self.devices:
+            out["devices"] = [{"name": d.name, "description": d.description, "size": d.size} for d in self.devices]
         return out
 
 
@@ -145,5 +148,6 @@ def one_per_model(entries: Iterable[LoadedModel]) -> list[LoadedModel]:
         first = merged.get(entry.name)
         merged[entry.name] = entry if first is None else replace(
             first, size=first.size + entry.size, size_vram=first.size_vram + entry.size_vram,
+            devices=first.devices + entry.devices,
             expires_at=max(first.expires_at, entry.expires_at))
     return sorted(merged.values(), key=lambda m: m.expires_at, reverse=True)

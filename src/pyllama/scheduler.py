@@ -40,6 +40,7 @@ from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest, RerankRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
+from pyllama.rpc import RpcPool, RpcUnreachableError, parse_tensor_split
 from pyllama.runner import (
     LoadSpec,
     MemoryEstimate,
@@ -154,6 +155,8 @@ class Scheduler:
         self.watchdog_timeout = watchdog.watchdog_timeout(config.runner_watchdog)
         self.runner_log_level = runner_log_level
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
+        self.rpc = RpcPool(config.rpc_servers)  # remote devices (docs/rpc.md); bad values refused here
+        self.tensor_split = parse_tensor_split(config.tensor_split)
         self._memory_available = memory_available
         self._vram_available = vram_available
         self._runners: dict[_Key, _Runner] = {}
@@ -221,7 +224,7 @@ class Scheduler:
             name=r.ref.name, model=r.ref.display_model, size=r.estimate.total, size_vram=r.size_vram,
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
-            adapters=r.ref.adapters)
+            adapters=r.ref.adapters, devices=tuple(r.client.info.devices if r.client.info else ()))
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     @property
@@ -362,15 +365,18 @@ class Scheduler:
         """(fits, on_gpu): all on the GPU when it fits in free VRAM, else in RAM."""
         if self.n_gpu_devices and estimate.total <= int(self._vram_available()):
             return True, True
-        return estimate.total <= int(self._memory_available()), False
+        return estimate.total <= int(self._memory_available()) + (self.rpc.free or 0), False
 
     async def _make_room(self, key: _Key, estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
         """Unload idle runners (LRU first) until the model fits and the count
-        allows it. Returns (event to wait on, None when ready; on_gpu)."""
+        allows it. Returns (event to wait on, None when ready; on_gpu). An RPC
+        server serves one runner at a time: with RPC servers, one runner at a time."""
+        if self.rpc and self.rpc.free is None and not self._runners:
+            await self._rpc_servers(key[0])  # what the remote devices have free, before the first load
         while True:
             if self._stopping:
                 await asyncio.gather(*list(self._stopping), return_exceptions=True)
-            too_many = len(self._runners) >= self.max_loaded
+            too_many = len(self._runners) >= (1 if self.rpc else self.max_loaded)
             fits, on_gpu = self._fits(estimate)
             if not too_many and fits:
                 return None, on_gpu
@@ -394,12 +400,14 @@ class Scheduler:
         # An embeddings (and rerank) runner keeps one KV stream of num_ctx and pools up to
         # EMBED_SEQUENCES whole inputs per decode, from all the requests it holds.
         n_seq, n_ctx = (EMBED_SEQUENCES, options.num_ctx) if key[2] else (n_parallel, options.num_ctx * n_parallel)
-        n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
+        servers = await self._rpc_servers(key[0])
+        n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices or servers else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=n_ctx, n_parallel=n_seq,
                         n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap])
+                        lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap],
+                        rpc_servers=list(servers), tensor_split=list(self.tensor_split))
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:
@@ -421,11 +429,19 @@ class Scheduler:
             watcher.add_done_callback(self._watchers.discard)
         return runner
 
+    async def _rpc_servers(self, model: str) -> tuple[str, ...]:
+        """The RPC servers to load with now (docs/rpc.md); a down one fails the load naming it."""
+        try:
+            return await self.rpc.usable()
+        except RpcUnreachableError as exc:
+            raise ModelLoadError(f"unable to load model: {model}: {exc}") from None
+
     async def _watch(self, runner: _Runner) -> None:
         """Forget a runner whose process ended on its own."""
         await runner.client.wait_closed()
         if self._runners.get(runner.key) is runner:
             log.warning("runner for %s exited: %s", runner.ref.name, runner.client.exit_message)
+            self.rpc.mark_lost(runner.client.spec.rpc_servers)
             del self._runners[runner.key]
             runner.cancel_timer()
         self._notify()

@@ -17,7 +17,7 @@ def python_blocks(markdown: str) -> list[str]:
 
 
 # What each example prints when it got to its end, in document order.
-EXAMPLE_DONE = ["best:", "ranked:", "continuation:"]
+EXAMPLE_DONE = ["best:", "ranked:", "devices:", "continuation:"]
 
 
 def test_bindings_doc_example_runs(model_path, tmp_path):

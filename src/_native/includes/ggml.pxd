@@ -95,3 +95,20 @@ cdef extern from "gguf.h" nogil:
     size_t gguf_get_arr_n(const gguf_context * ctx, int64_t key_id)
     const void * gguf_get_arr_data(const gguf_context * ctx, int64_t key_id)
     const char * gguf_get_arr_str(const gguf_context * ctx, int64_t key_id, size_t i)
+
+cdef extern from "ggml-backend.h" nogil:
+    ctypedef struct ggml_backend_reg:
+        pass
+    ctypedef ggml_backend_reg * ggml_backend_reg_t
+    ctypedef struct ggml_backend_buffer_type:
+        pass
+    ctypedef ggml_backend_buffer_type * ggml_backend_buffer_type_t
+
+    ggml_backend_reg_t ggml_backend_reg_by_name(const char * name)
+    void ggml_backend_register(ggml_backend_reg_t reg)
+    size_t ggml_backend_reg_dev_count(ggml_backend_reg_t reg)
+    ggml_backend_dev_t ggml_backend_reg_dev_get(ggml_backend_reg_t reg, size_t index)
+    ggml_backend_dev_t ggml_backend_dev_by_name(const char * name)
+    ggml_backend_dev_t ggml_backend_dev_by_type(ggml_backend_dev_type type)
+    const char * ggml_backend_buft_name(ggml_backend_buffer_type_t buft)
+    ggml_backend_dev_t ggml_backend_buft_get_device(ggml_backend_buffer_type_t buft)

@@ -39,6 +39,7 @@ SERVE_FLAGS = {
     "origins": ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     "flash-attention": ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     "kv-cache-type": ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (f16, q8_0, q4_0)"),
+    "rpc": ("PYLLAMA_RPC_SERVERS", "Comma-separated host:port of RPC servers to split models across"),
 }
 
 SERVE_ENV = (
@@ -54,6 +55,8 @@ SERVE_ENV = (
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
     ("PYLLAMA_NUM_THREADS", "Decode threads per model runner (default: all cores)"),
+    ("PYLLAMA_RPC_SERVERS", "Comma-separated host:port of `rpc-server`s whose devices models are split across"),
+    ("PYLLAMA_TENSOR_SPLIT", "Shares of the offloaded layers per device, e.g. 1,1 (default: by free memory)"),
     ("", "Each PYLLAMA_X falls back to OLLAMA_X when unset."),
 )
 
@@ -75,11 +78,35 @@ def _serve(args: argparse.Namespace, client: Client | None) -> int:
     return serve({var: value for var, value in overrides.items() if value is not None}, verbose=args.verbose)
 
 
+def _rpc_server(args: argparse.Namespace, client: Client | None) -> int:
+    import re
+
+    from pyllama.rpc import server
+
+    devices = [d for d in re.split(r"[,/]+", args.device or "") if d]
+    cache_dir = args.cache_dir or (server.default_cache_dir() if args.cache else None)
+    return server.run(args.host, args.port, threads=args.threads, devices=devices, cache_dir=cache_dir)
+
+
+RPC_SERVER_FLAGS = (
+    Flag("host", "Host to bind to (anything but 127.0.0.1 lets others in: the protocol has no authentication)",
+         kind="string", short="H", default="127.0.0.1"),
+    Flag("port", "Port to bind to", kind="int", short="p", default=50052),
+    Flag("threads", "Threads for the CPU device (default: half the cores)", kind="int", short="t"),
+    Flag("device", "Comma-separated devices to serve (default: the GPUs, else the CPU)", kind="string",
+         short="d"),
+    Flag("cache", "Keep received tensors in a local file cache ($LLAMA_CACHE/rpc or ~/.cache/llama.cpp/rpc)",
+         short="c"),
+    Flag("cache-dir", "Keep received tensors in this directory (implies --cache)", kind="string"),
+)
+
 COMMANDS = (
     Command("serve", "serve", "Start pyllama", _serve, aliases=("start",), max_args=0, env=SERVE_ENV, flags=(
         *(Flag(name, f"{text} (sets {var})", kind="string") for name, (var, text) in SERVE_FLAGS.items()),
         Flag("verbose", "Log every request"),
     )),
+    Command("rpc-server", "rpc-server", "Serve this machine's devices to other hosts (llama.cpp RPC)",
+            _rpc_server, max_args=0, flags=RPC_SERVER_FLAGS),
     Command("create", "create MODEL", "Create a model", models.cmd_create, min_args=1, max_args=1, env=HOST_ENV,
             flags=(Flag("file", 'Name of the Modelfile (default "Modelfile")', kind="string", short="f"),
                    Flag("quantize", "Quantize model to this level (e.g. q4_K_M)", kind="string", short="q"),
@@ -174,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     assert command.run is not None
-    if command.name == "serve":
+    if command.name in ("serve", "rpc-server"):
         return command.run(args, None)
     client = Client()
     try:

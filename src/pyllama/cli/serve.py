@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from types import FrameType
 from typing import Any
 
@@ -39,6 +40,14 @@ class _Server(uvicorn.Server):
             self._stopping = asyncio.ensure_future(scheduler.close())
 
 
+def check_rpc_settings(config: Any) -> None:
+    """PYLLAMA_RPC_SERVERS / PYLLAMA_TENSOR_SPLIT refused in words before the server starts."""
+    from pyllama.rpc import RpcPool, parse_tensor_split
+
+    RpcPool(config.rpc_servers)
+    parse_tensor_split(config.tensor_split)
+
+
 def serve(overrides: dict[str, str], verbose: bool = False) -> int:
     """``overrides`` (from serve's flags) win over the PYLLAMA_*/OLLAMA_* variables."""
     from pyllama.config import Config
@@ -46,6 +55,11 @@ def serve(overrides: dict[str, str], verbose: bool = False) -> int:
 
     os.environ.update(overrides)
     config = Config.from_env()
+    try:
+        check_rpc_settings(config)
+    except ValueError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     app = create_app(config)
     server = _Server(uvicorn.Config(app, host=config.host, port=config.port,
                                     log_level="info" if verbose else "warning", access_log=verbose), app)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pyllama.engine import InvalidRequestError
 from pyllama.engine.handle import push_event
 from pyllama.engine.types import FINAL_EVENTS, Event, Failure, Request
+from pyllama.rpc.wire import not_listening
 from pyllama.runner.errors import RunnerDiedError, RunnerError, RunnerLoadError
 from pyllama.runner.protocol import (
     Accepted,
@@ -320,6 +321,10 @@ class RunnerClient:
         if not self._closing:
             self.exit_message = ("model runner has unexpectedly stopped "
                                  f"({describe_exit(self.process.returncode)})" + self._stderr_reason())
+            if self.spec.rpc_servers:  # ggml-rpc aborts the runner when a server goes away
+                down = await asyncio.to_thread(not_listening, self.spec.rpc_servers)
+                self.exit_message += (f"; RPC server {', '.join(down)} is not answering" if down else
+                                      f" (its RPC servers: {', '.join(self.spec.rpc_servers)})")
             log.error("runner %d for %s: %s", self.pid, self.spec.model, self.exit_message)
         else:
             self.exit_message = self.stop_reason

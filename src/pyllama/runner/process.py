@@ -24,6 +24,7 @@ from pyllama.engine import Engine, InvalidRequestError, RequestHandle
 from pyllama.engine.types import FINAL_EVENTS, Event
 from pyllama.llama_errors import collect_load_errors
 from pyllama.runner.memory import estimate_memory, rss_bytes
+from pyllama.runner.rpc_devices import add_rpc_servers, device_use
 from pyllama.store.adapters import check_adapter_file
 from pyllama.runner.protocol import (
     Accepted,
@@ -53,8 +54,10 @@ def load_engine(spec: LoadSpec) -> Engine:
     t0 = time.perf_counter_ns()
     with collect_load_errors() as errors:
         try:
+            if spec.rpc_servers:
+                add_rpc_servers(spec.rpc_servers)
             model = _native.Model(spec.model, n_gpu_layers=spec.n_gpu_layers, load_mode=spec.load_mode,
-                                  **_placement(spec.main_gpu))
+                                  tensor_split=spec.tensor_split or None, **_placement(spec.main_gpu))
             adapters = []
             for path in spec.lora:
                 what = f"unable to load LoRA adapter {path} for model {spec.model}"
@@ -113,7 +116,8 @@ class RunnerServer:
         self.send(Ready(pid=os.getpid(), n_ctx=engine.ctx.n_ctx, n_ctx_slot=engine.n_ctx_slot,
                         n_parallel=engine.n_parallel, n_ctx_train=engine.model.n_ctx_train,
                         model_size=engine.model.size, memory=memory.total + adapters, rss=rss_bytes(),
-                        load_duration=engine.load_duration))
+                        load_duration=engine.load_duration,
+                        devices=device_use(engine.ctx) if spec.rpc_servers else []))
         return True
 
     def forward(self, request_id: int, event: Event) -> None:

@@ -43,6 +43,8 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
     main_gpu: Union[int, None] = None  # set: the whole model on this GPU (llama.cpp's split mode "none")
     load_mode: str = "auto"  # use_mmap: "auto" (unset), "mmap" (true) or "none" (false: read into RAM)
+    rpc_servers: list[str] = []  # host:port of RPC servers whose devices join this runner's (probed first)
+    tensor_split: list[float] = []  # shares of the offloaded layers per device; empty: by free memory
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
@@ -56,6 +58,15 @@ class Cancel(msgspec.Struct, tag="cancel", array_like=True, gc=False):
 
 class Shutdown(msgspec.Struct, tag="shutdown", array_like=True, gc=False):
     pass
+
+
+class DeviceUse(msgspec.Struct, array_like=True, gc=False):
+    """Bytes of weights, KV cache and compute buffers one device holds for the runner;
+    ``description`` is an RPC device's endpoint."""
+
+    name: str
+    description: str
+    size: int
 
 
 class Ready(msgspec.Struct, tag="ready", array_like=True, omit_defaults=True, gc=False):
@@ -72,6 +83,7 @@ class Ready(msgspec.Struct, tag="ready", array_like=True, omit_defaults=True, gc
     memory: int
     rss: int = 0
     load_duration: int = 0
+    devices: list[DeviceUse] = []
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed", array_like=True, gc=False):
