@@ -54,47 +54,20 @@ from pyllama.runner import (
 )
 from pyllama.runner import watchdog
 from pyllama.runner.memory import gpu_devices, type_bytes
+from pyllama.scheduler_errors import (
+    BUSY_MESSAGE,
+    InsufficientMemoryError,
+    ModelLoadError,
+    SchedulerClosedError,
+    SchedulerError,
+    ServerBusyError,
+)
 from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
 
-BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
 _LOAD_MODE = {None: "auto", True: "mmap", False: "none"}  # use_mmap -> llama.cpp's load mode
-
-
-# ---- errors ---------------------------------------------------------------------------------
-
-
-class SchedulerError(RuntimeError):
-    """A request could not be scheduled; ``status_code`` is the HTTP status."""
-
-    status_code = 500
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class ServerBusyError(SchedulerError):
-    """More than PYLLAMA_MAX_QUEUE requests are waiting."""
-
-    status_code = 503
-
-    def __init__(self) -> None:
-        super().__init__(BUSY_MESSAGE)
-
-
-class ModelLoadError(SchedulerError):
-    """The runner could not load the model (``unable to load model: ...``)."""
-
-
-class InsufficientMemoryError(SchedulerError):
-    """The model does not fit in free memory even with every idle model unloaded."""
-
-
-class SchedulerClosedError(SchedulerError):
-    """The scheduler was closed (the server is shutting down)."""
 
 
 # ---- loaded runners -------------------------------------------------------------------------
