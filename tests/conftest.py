@@ -87,3 +87,12 @@ def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Pat
     from fixtures.make_tiny_models import write_lora
 
     return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)
+
+
+@pytest.fixture(scope="session")
+def mmproj_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A random-weight llava-style projector for SmolLM2: 32x32 images, 16 image tokens
+    (``tests/fixtures/make_tiny_models.py mmproj``)."""
+    from fixtures.make_tiny_models import write_mmproj
+
+    return write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model_path)

@@ -11,7 +11,7 @@ The HTTP layer calls, from its asyncio loop:
 
 Ollama's rules, in order of a request's life: more than ``max_queue``
 requests waiting (for a load or a slot) -> ServerBusyError (503). A loaded
-runner with the same weights and LoRA adapters (``ModelRef.weights``) and
+runner with the same weights, LoRA adapters and projector (``ModelRef.weights``) and
 the same runner options (``RunnerOptions``: the table's load and context
 options) is reused; different options reload it once it is idle. Loading
 first makes room: at ``max_loaded_models``, or when the memory estimate
@@ -97,7 +97,7 @@ class SchedulerClosedError(SchedulerError):
 
 # ---- loaded runners -------------------------------------------------------------------------
 
-_Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+_Key = tuple[str, tuple[str, ...], str, bool]  # weights path, adapter paths, projector path, embeddings
 
 
 @dataclass(eq=False)
@@ -205,7 +205,7 @@ class Scheduler:
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[:2] == weights or runner.ref.name == name:
+            if runner.key[:3] == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -346,7 +346,7 @@ class Scheduler:
         except (GGUFError, OSError) as exc:
             raise ModelLoadError(f"unable to load model: {ref.path}: {exc}") from None
         try:
-            adapters = sum(path.stat().st_size for path in ref.adapters)
+            adapters = sum(path.stat().st_size for path in (*ref.adapters, *filter(None, [ref.projector])))
         except OSError as exc:
             raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
         return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
@@ -383,13 +383,13 @@ class Scheduler:
 
     async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[2] else self.num_parallel
+        n_parallel = 1 if key[3] else self.num_parallel
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
+                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[3],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]))
+                        lora=list(key[1]), projector=key[2])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

@@ -41,6 +41,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     type_k: str = "f16"
     type_v: str = "f16"
     lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
+    projector: str = ""  # a multimodal projector GGUF (mmproj): requests may carry images/audio
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
