@@ -28,7 +28,7 @@ from pyllama import _native
 from serverutil import start_server
 
 SEEING = "seeing"
-NUM_CTX = 512
+NUM_CTX = 1024  # Ollama counts an image as 768 tokens when fitting messages: 512 would drop images
 N = 10
 GREEDY = {"temperature": 0, "num_predict": N}
 
@@ -71,13 +71,13 @@ def test_show_reports_the_projector(base: str) -> None:
 
 def test_generate_matches_the_binding(base: str, model_path: Path, mmproj_path: Path) -> None:
     image = picture(11)
-    prompt = "Describe [img-0] briefly:"
+    prompt = "Describe [img] briefly:"  # Ollama's placeholder: the image goes there, not in front
     resp = generate(base, SEEING, prompt, [image], template="{{ .Prompt }}")
     assert resp.status_code == 200, resp.text
     out = resp.json()
     model = _native.Model(model_path)
     projector = _native.Projector(mmproj_path, model, n_threads=1)
-    want, rows, n_prompt = reference_greedy(model, projector, prompt.replace("[img-0]", projector.marker), [image], N,
+    want, rows, n_prompt = reference_greedy(model, projector, prompt.replace("[img]", projector.marker), [image], N,
                                             n_ctx=NUM_CTX * 2, n_seq_max=2)
     assert out["prompt_eval_count"] == n_prompt  # image tokens counted
     got = out["context"][n_prompt - IMAGE_TOKENS:]
@@ -98,13 +98,18 @@ def client(base: str) -> ollama.Client:
     return ollama.Client(host=base, timeout=120)
 
 
-def test_chat_follow_up_reuses_the_image(base: str, client: ollama.Client) -> None:
+def test_chat_follow_up_reuses_the_image(base: str, client: ollama.Client, model_path: Path) -> None:
     turn = {"role": "user", "content": "What is this?", "images": [picture(14)]}
     first = client.chat(model=SEEING, messages=[turn], options=GREEDY)
     assert first.prompt_eval_count is not None and first.prompt_eval_count > IMAGE_TOKENS
     follow = [turn, {"role": "assistant", "content": first.message.content}, {"role": "user", "content": "Sure?"}]
     second = client.chat(model=SEEING, messages=follow, options=GREEDY)
-    assert second.prompt_eval_count is not None and second.prompt_eval_count < first.prompt_eval_count
+    rendered = post(base, "/api/chat", {"model": SEEING, "messages": [
+        {**turn, "images": [b64(picture(14))]}, *follow[1:]], "_debug_render_only": True}).json()
+    full = len(_native.Model(model_path, vocab_only=True).tokenize(
+        rendered["_debug_info"]["rendered_template"].replace("[img-0]", ""), parse_special=True)) + IMAGE_TOKENS
+    # only what follows the first answer is new: the image and everything before it came from the cache
+    assert second.prompt_eval_count is not None and second.prompt_eval_count < full - IMAGE_TOKENS - 5
 
 
 def test_ollama_client_sends_image_files(base: str, client: ollama.Client, tmp_path: Path) -> None:
@@ -132,7 +137,7 @@ def test_openai_client_image_url(base: str, client: ollama.Client) -> None:
 def test_anthropic_client_base64_image(base: str, client: ollama.Client) -> None:
     sdk = anthropic.Anthropic(base_url=base, api_key="x", max_retries=0, timeout=120)
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64(picture(17))}}
-    out = sdk.messages.create(model=SEEING, max_tokens=N, temperature=0, messages=[
+    out = sdk.messages.create(model=SEEING, max_tokens=N, extra_body={"temperature": 0}, messages=[
         {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])  # type: ignore[list-item]
     native = client.chat(model=SEEING, options=GREEDY, messages=[
         {"role": "user", "content": "What is this?", "images": [picture(17)]}])
@@ -146,7 +151,7 @@ def test_responses_input_image(base: str) -> None:
                                         "input": [{"role": "user", "content": parts}]})
     assert resp.status_code == 200, resp.text
     out = resp.json()
-    assert out["status"] == "completed" and out["usage"]["input_tokens"] > IMAGE_TOKENS
+    assert out["status"] in ("completed", "incomplete") and out["usage"]["input_tokens"] > IMAGE_TOKENS
     other = post(base, "/v1/responses", {"model": SEEING, "max_output_tokens": N, "temperature": 0, "input": [
         {"role": "user", "content": [parts[0], {"type": "input_image", "image_url": data_url(picture(19))}]}]})
     assert other.json()["output"] != out["output"]
