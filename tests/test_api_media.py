@@ -45,7 +45,7 @@ def data_url(data: bytes) -> str:
 def base(module_models_dir: Path, model_path: Path, mmproj_path: Path) -> Iterator[str]:
     """SmolLM2 as ``smol`` (text only) and with the projector as ``seeing`` (greedy by default)."""
     env = {"PYLLAMA_MODELS": str(module_models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_NUM_PARALLEL": "2",
-           "PYLLAMA_CONTEXT_LENGTH": str(NUM_CTX)}
+           "PYLLAMA_CONTEXT_LENGTH": str(NUM_CTX), "PYLLAMA_MAX_LOADED_MODELS": "3"}
     with start_server(env) as url:
         client = ollama.Client(host=url)
         weights = client.create_blob(model_path)
@@ -155,6 +155,28 @@ def test_responses_input_image(base: str) -> None:
     other = post(base, "/v1/responses", {"model": SEEING, "max_output_tokens": N, "temperature": 0, "input": [
         {"role": "user", "content": [parts[0], {"type": "input_image", "image_url": data_url(picture(19))}]}]})
     assert other.json()["output"] != out["output"]
+
+
+def test_projector_is_part_of_the_runner(base: str, client: ollama.Client) -> None:
+    """Same weights with and without a projector: two runners, the text one never sees images."""
+    client.generate(model=MODEL, prompt="hi", options=GREEDY)
+    client.generate(model=SEEING, prompt="hi", images=[picture(1)], options=GREEDY)
+    names = {m.model for m in client.ps().models}
+    assert {MODEL, SEEING} <= {n.split(":")[0] for n in names if n}
+
+
+def test_modelfile_with_a_second_from(base: str, model_path: Path, mmproj_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "mmproj.gguf").write_bytes(mmproj_path.read_bytes())
+    (tmp_path / "Modelfile").write_text(f"FROM {model_path}\nFROM ./mmproj.gguf\nPARAMETER temperature 0\n")
+    env = {**os.environ, "PYLLAMA_HOST": base}
+    done = subprocess.run([sys.executable, "-m", "pyllama", "create", "eyes", "-f", "Modelfile"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    shown = post(base, "/api/show", {"model": "eyes"}).json()
+    assert "vision" in shown["capabilities"] and "projector_info" in shown
+    a = generate(base, "eyes", "What is it?", [picture(2)]).json()
+    b = generate(base, SEEING, "What is it?", [picture(2)]).json()
+    assert a["response"] == b["response"] and a["prompt_eval_count"] > IMAGE_TOKENS
 
 
 # -- errors, in each family's envelope ------------------------------------------------------
