@@ -8,6 +8,8 @@ in each family's envelope; `pyllama run` attaches image paths from the prompt.""
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -21,10 +23,12 @@ import ollama
 import openai
 import pytest
 
+from ggufutil import write_tiny_llama
 from inferenceutil import MODEL, post
 from lorautil import assert_same_greedy
 from mediautil import IMAGE_TOKENS, picture, reference_greedy
 from pyllama import _native
+from pyllama.store.modelfile import sha256_file
 from serverutil import start_server
 
 SEEING = "seeing"
@@ -179,6 +183,44 @@ def test_modelfile_with_a_second_from(base: str, model_path: Path, mmproj_path: 
     assert a["response"] == b["response"] and a["prompt_eval_count"] > IMAGE_TOKENS
 
 
+def test_pulled_manifest_with_a_projector_layer(base: str, module_models_dir: Path, model_path: Path,
+                                               mmproj_path: Path) -> None:
+    """A manifest as a registry serves a vision model: model + projector layers."""
+    blobs = module_models_dir / "blobs"
+    layers = []
+    for media, path in (("model", model_path), ("projector", mmproj_path)):
+        digest = sha256_file(path)
+        target = blobs / digest.replace(":", "-")
+        if not target.exists():
+            target.write_bytes(path.read_bytes())
+        layers.append({"mediaType": f"application/vnd.ollama.image.{media}", "digest": digest,
+                       "size": path.stat().st_size})
+    config = json.dumps({"model_format": "gguf", "model_family": "llama"}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    (blobs / config_digest.replace(":", "-")).write_bytes(config)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest,
+                           "size": len(config)}, "layers": layers}
+    path = module_models_dir / "manifests/registry.ollama.ai/library/pulled-vision/latest"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest))
+    shown = post(base, "/api/show", {"model": "pulled-vision"}).json()
+    assert "vision" in shown["capabilities"] and shown["projector_info"]["clip.projector_type"] == "mlp"
+    a = generate(base, "pulled-vision", "What is it?", [picture(3)]).json()
+    b = generate(base, SEEING, "What is it?", [picture(3)]).json()
+    assert a["response"] == b["response"]
+
+
+def test_a_broken_projector_fails_the_load_clearly(base: str, client: ollama.Client, model_path: Path,
+                                                  tmp_path: Path) -> None:
+    fake = write_tiny_llama(tmp_path / "mmproj.gguf", arch="clip", seed=5)  # clip keys missing
+    client.create("broken-eyes", files={"model.gguf": client.create_blob(model_path),
+                                        "mmproj.gguf": client.create_blob(fake)})
+    resp = generate(base, "broken-eyes", "What is it?", [picture(1)])
+    assert resp.status_code == 500 and "unable to load projector" in resp.json()["error"], resp.text
+    assert generate(base, SEEING, "What is it?", [picture(1)]).status_code == 200
+
+
 # -- errors, in each family's envelope ------------------------------------------------------
 
 BAD = [b"", picture(20)[:45], b"GIF87a garbage", b"\x00" * 100]
@@ -244,6 +286,12 @@ def test_text_only_model_refuses_images_in_every_family(base: str) -> None:
     resp = post(base, "/v1/responses", {"model": MODEL, "input": [
         {"role": "user", "content": [{"type": "input_image", "image_url": data_url(picture(1))}]}]})
     _openai_error(resp, words)
+
+
+def test_responses_file_id_is_refused(base: str) -> None:
+    resp = post(base, "/v1/responses", {"model": SEEING, "input": [
+        {"role": "user", "content": [{"type": "input_image", "file_id": "file-123"}]}]})
+    _openai_error(resp, "file_id is not supported")
 
 
 def test_remote_image_urls_are_refused(base: str) -> None:

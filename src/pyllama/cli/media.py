@@ -18,7 +18,11 @@ import sys
 MEDIA_CAPABILITIES = ("vision", "audio")
 MAX_BYTES = 100 * 1024 * 1024
 _AUDIO = ("wav", "mp3", "flac")
-_PATH = re.compile(r"(?:[a-zA-Z]:)?(?:~/|\./|\.\./|/|\\)(?:\\ |[^\s'\"])+?\.(?i:jpe?g|png|webp|gif|bmp|wav|mp3|flac)\b")
+_START = r"(?:[a-zA-Z]:)?(?:~/|\./|\.\./|/|\\)"
+_EXT = r"\.(?:jpe?g|png|webp|gif|bmp|wav|mp3|flac)"
+# A quoted path may hold spaces; a bare one only as "\ ".
+_PATH = re.compile(rf"'({_START}[^']+?{_EXT})'|\"({_START}[^\"]+?{_EXT})\"|({_START}(?:\\ |[^\s'\"])+?{_EXT})\b",
+                   re.IGNORECASE)
 
 
 def is_multimodal(capabilities: list[str]) -> bool:
@@ -31,7 +35,7 @@ def extract_media(prompt: str) -> tuple[str, list[str]]:
     A file that cannot be read or is too large is an error (OSError / ValueError)."""
     images: list[str] = []
     for match in list(_PATH.finditer(prompt)):
-        raw = match.group(0)
+        raw = next(g for g in match.groups() if g)
         path = os.path.expanduser(raw.replace("\\ ", " "))
         if not os.path.isfile(path):
             continue
@@ -42,6 +46,5 @@ def extract_media(prompt: str) -> tuple[str, list[str]]:
             images.append(base64.b64encode(f.read()).decode("ascii"))
         kind = "audio" if raw.lower().endswith(_AUDIO) else "image"
         print(f"Added {kind} '{path}'", file=sys.stderr)
-        for form in (f"'{raw}'", f'"{raw}"', raw):
-            prompt = prompt.replace(form, "")
+        prompt = prompt.replace(match.group(0), "")
     return prompt.strip(), images

@@ -180,6 +180,7 @@ class MediaStep:
             except (_native.EncodeError, _native.LlamaError) as exc:
                 loop._fail_slot(slot, f"failed to encode the image: {exc}", "decode")
                 continue
+            loop.use_lora(job.lora)  # the medium's KV is computed under the request's adapter scales
             if not self._decode(loop, slot, job, span, rows):
                 continue
             loop._settle([slot])
