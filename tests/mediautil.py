@@ -3,12 +3,15 @@ the same chunks through the low-level binding (libmtmd + Batch)."""
 
 from __future__ import annotations
 
+import io
 import struct
+import wave
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from lorautil import greedy_continuation
 from pyllama import _native
 
 IMAGE_TOKENS = 16  # the fixture projector: 32x32 images in 8x8 patches
@@ -49,18 +52,18 @@ def reference_greedy(model: _native.Model, projector: _native.Projector, prompt:
             batch.add_sequence(chunk.tokens, pos, 0, logits_last=last)
             ctx.decode(batch)
         pos += chunk.n_pos
-    out: list[int] = []
-    rows: list[np.ndarray] = []
-    idx, n_prompt = len(batch) - 1, pos
-    for _ in range(n):
-        logits = ctx.logits(idx).copy()
-        tok = int(np.argmax(logits))
-        rows.append(logits)
-        if model.is_eog(tok):
-            break
-        out.append(tok)
-        batch.clear()
-        idx = batch.add(tok, pos, 0, True)
-        pos += 1
-        ctx.decode(batch)
-    return out, rows, n_prompt
+    out, rows = greedy_continuation(model, ctx, batch, len(batch) - 1, pos, n)
+    return out, rows, pos
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of a 440 Hz tone."""
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (np.sin(2 * np.pi * 440 * t) * 20000).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()

@@ -26,7 +26,7 @@ import pytest
 from ggufutil import write_tiny_llama
 from inferenceutil import MODEL, post
 from lorautil import assert_same_greedy
-from mediautil import IMAGE_TOKENS, picture, reference_greedy
+from mediautil import IMAGE_TOKENS, picture, reference_greedy, wav_bytes
 from pyllama import _native
 from pyllama.store.modelfile import sha256_file
 from serverutil import start_server
@@ -258,16 +258,7 @@ def test_bad_media_is_a_400_everywhere(base: str, data: bytes) -> None:
 
 
 def test_audio_to_a_vision_only_projector(base: str) -> None:
-    import io
-    import wave
-
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(3200))
-    audio = {"type": "input_audio", "input_audio": {"data": b64(buf.getvalue()), "format": "wav"}}
+    audio = {"type": "input_audio", "input_audio": {"data": b64(wav_bytes()), "format": "wav"}}
     resp = post(base, "/v1/chat/completions", {"model": SEEING, "messages": [{"role": "user", "content": [audio]}]})
     _openai_error(resp, "invalid image input")
     assert "audio" in resp.json()["error"]["message"]
@@ -312,3 +303,4 @@ def test_run_attaches_image_paths(base: str, client: ollama.Client, tmp_path: Pa
     assert "Added image" in done.stderr and "photo one.png" in done.stderr
     want = client.generate(model=SEEING, prompt="what is in  ?", images=[picture(21)]).response
     assert done.stdout.strip() == want.strip()
+

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import CLI
+from mediautil import IMAGE_TOKENS, picture
 from pyllama.cli.media import extract_media, is_multimodal
 
 
@@ -33,3 +35,31 @@ def test_missing_files_and_other_words_stay(tmp_path: Path, monkeypatch: pytest.
 def test_only_media_models_attach() -> None:
     assert is_multimodal(["completion", "vision"]) and is_multimodal(["completion", "audio"])
     assert not is_multimodal(["completion", "tools"])
+
+
+def test_repl_attaches_image_paths(served: CLI, model_path: Path, mmproj_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "mmproj.gguf").write_bytes(mmproj_path.read_bytes())
+    (tmp_path / "Modelfile").write_text(f"FROM {model_path}\nFROM ./mmproj.gguf\nPARAMETER temperature 0\n"
+                                        "PARAMETER num_predict 8\n")
+    created = served("create", "eyes", "-f", str(tmp_path / "Modelfile"))
+    assert created.returncode == 0, created.stderr
+    (tmp_path / "pic.png").write_bytes(picture(22))
+    term = served.terminal("run", "eyes", columns=200)
+    try:
+        term.read_until(">>> ")
+        term.send("/set verbose\r")
+        term.read_until(">>> ")
+        term.send(f"what is in {tmp_path}/pic.png\r")
+        answer = term.read_until(">>> ")
+        term.send("what is in this one?\r")  # no path: text only, the image stays in the history
+        second = term.read_until(">>> ")
+        term.send("/bye\r")
+    finally:
+        term.close()
+    assert f"Added image '{tmp_path}/pic.png'" in answer
+    first_count = int(answer.split("prompt eval count:")[1].split()[0])
+    assert first_count > IMAGE_TOKENS  # the image was in the prompt
+    assert "Added image" not in second
+    # the follow-up reuses the cached turn, image included: its new tokens are fewer than the first
+    # prompt's text alone
+    assert int(second.split("prompt eval count:")[1].split()[0]) < first_count - IMAGE_TOKENS
