@@ -76,9 +76,9 @@ class ModelRef:
                    n_ctx_train=_train_context(info), adapters=adapters)
 
     @property
-    def weights(self) -> tuple[str, tuple[str, ...], str]:
-        """What a runner loads: two refs with equal weights (adapters and projector too) can share one."""
-        return str(self.path), tuple(str(a) for a in self.adapters), str(self.projector or "")
+    def weights(self) -> tuple[str, tuple[str, ...]]:
+        """What a runner loads: two refs with equal weights (and ``projector``) can share one."""
+        return str(self.path), tuple(str(a) for a in self.adapters)
 
 
 def resolve_model(store: Store, raw: str) -> ModelRef:

@@ -36,12 +36,12 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     n_batch: int = 512
     n_threads: int = 0  # 0: the engine's default
     embeddings: bool = False
+    projector: str = ""  # a multimodal projector GGUF (mmproj): requests may carry images/audio
     n_gpu_layers: int = -1
     flash_attn: Union[bool, None] = None
     type_k: str = "f16"
     type_v: str = "f16"
     lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
-    projector: str = ""  # a multimodal projector GGUF (mmproj): requests may carry images/audio
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):

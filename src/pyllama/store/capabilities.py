@@ -6,31 +6,35 @@ insert) live above the store, in ``pyllama.templates.capabilities``.
 
 from __future__ import annotations
 
-from pyllama.store.gguf_meta import GGUFInfo
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 
 COMPLETION = "completion"
 TOOLS = "tools"
 INSERT = "insert"
 VISION = "vision"
+AUDIO = "audio"
 EMBEDDING = "embedding"
 THINKING = "thinking"
-AUDIO = "audio"
 
 # Canonical output order (Ollama's).
-ORDER = (COMPLETION, TOOLS, INSERT, VISION, EMBEDDING, THINKING, "image", AUDIO)
+ORDER = (COMPLETION, TOOLS, INSERT, VISION, EMBEDDING, THINKING, "image", "audio")
 
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
 
 
-def projector_inputs(info: GGUFInfo | None) -> set[str]:
-    """What a projector GGUF takes: ``vision`` unless it says it has no vision encoder,
-    ``audio`` when it has an audio encoder."""
-    if info is None:
-        return {VISION}
-    caps = set() if info.kv.get("clip.has_vision_encoder") is False else {VISION}
-    if info.kv.get("clip.has_audio_encoder"):
-        caps.add(AUDIO)
-    return caps
+def projector_capabilities(projectors: Sequence[Path]) -> list[str]:
+    """What a model's projector adds besides ``vision`` (which any projector gives, as in
+    Ollama): ``audio`` when its GGUF has an audio encoder."""
+    if not projectors:
+        return []
+    try:
+        info = read_gguf(projectors[0])
+    except (GGUFError, OSError):
+        return []
+    return [AUDIO] if info.kv.get("clip.has_audio_encoder") else []
 
 
 def is_embedding_model(info: GGUFInfo | None) -> bool:

@@ -22,9 +22,9 @@ from pyllama.store.capabilities import (
     TOOLS,
     VISION,
     is_embedding_model,
-    projector_inputs,
 )
-from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
+from pyllama.store.capabilities import projector_capabilities
+from pyllama.store.gguf_meta import GGUFInfo
 from pyllama.store.model import LocalModel
 from pyllama.templates.gotemplate import TemplateError
 from pyllama.templates.ollama import parse_ollama_template
@@ -73,8 +73,7 @@ def jinja_template_capabilities(text: str, jinja_caps: Mapping[str, bool] | None
 
 def model_capabilities(info: GGUFInfo | None, *, go_template: str | None = None, jinja_template: str = "",
                        has_projector: bool = False, family: str = "", extra: Iterable[str] = (),
-                       jinja_caps: Mapping[str, bool] | None = None,
-                       projector: GGUFInfo | None = None) -> list[str]:
+                       jinja_caps: Mapping[str, bool] | None = None) -> list[str]:
     """Capabilities in Ollama's order.
 
     ``go_template`` is the TEMPLATE layer (None when the model has none, then
@@ -83,9 +82,7 @@ def model_capabilities(info: GGUFInfo | None, *, go_template: str | None = None,
     """
     caps: set[str] = set(extra)
     caps.add(EMBEDDING if is_embedding_model(info) else COMPLETION)
-    if has_projector:
-        caps |= projector_inputs(projector)
-    elif (info is not None and (
+    if has_projector or (info is not None and (
             info.arch_key("vision.block_count") is not None or info.kv.get("clip.has_vision_encoder"))):
         caps.add(VISION)
     if go_template is not None:
@@ -102,15 +99,9 @@ def stored_model_capabilities(local: LocalModel, info: GGUFInfo | None = None) -
     """A stored model's capabilities: the one list /api/show, /api/tags and the inference routes use."""
     info = info if info is not None else local.gguf()
     chat = info.kv.get("tokenizer.chat_template") if info is not None else None
-    projector = None
-    if local.projector_paths:
-        try:
-            projector = read_gguf(local.projector_paths[0])
-        except (GGUFError, OSError):
-            pass
     return model_capabilities(info, go_template=local.template, jinja_template=chat if isinstance(chat, str) else "",
                               has_projector=bool(local.projector_paths), family=local.config.model_family,
-                              extra=local.config.capabilities, projector=projector)
+                              extra=[*local.config.capabilities, *projector_capabilities(local.projector_paths)])
 
 
 def required_capabilities(*, tools: bool = False, think: bool = False, images: bool = False,
