@@ -96,4 +96,3 @@ def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Pat
     from fixtures.make_tiny_models import write_lora
 
     return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)
-
