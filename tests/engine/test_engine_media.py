@@ -92,6 +92,17 @@ def test_images_batch_exactly_with_text_requests(vision: Engine) -> None:
     assert tokens(together_txt) == tokens(alone_txt)
 
 
+def test_image_requests_batch_exactly_with_each_other(vision: Engine) -> None:
+    alone = [tokens(ask(vision, PROMPT, [picture(s)])[0]) for s in (23, 24)]
+    with Engine(vision.model, n_ctx=1024, n_parallel=2, n_batch=256, n_threads=1,
+                projector=vision.projector) as fresh:
+        handles = [fresh.submit(GenerateRequest(prompt=PROMPT, images=[picture(s)]), greedy(num_predict=N))
+                   for s in (23, 24)]
+        together = [tokens(collect(h)[0]) for h in handles]
+        assert fresh._loop.media.n_encodes == 2
+    assert together == alone
+
+
 def test_two_images_and_untagged_images(vision: Engine, projector: _native.Projector) -> None:
     images = [picture(8), picture(9)]
     _, done = ask(vision, "First [img-1] then [img-0] end", images, n=2)
