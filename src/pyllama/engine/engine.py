@@ -83,9 +83,10 @@ class Engine:
             n_seq_max=n_parallel, n_threads=n_threads, n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling=pooling, flash_attn=flash_attn, type_k=type_k, type_v=type_v,
             kv_unified=embeddings)
-        self.projector = projector if isinstance(projector, _native.Projector) or projector is None else \
-            _native.Projector(projector, self.model, n_threads=n_threads_batch or n_threads,
-                              use_gpu=n_gpu_layers != 0, flash_attn=flash_attn)
+        if projector is not None and not isinstance(projector, _native.Projector):
+            projector = _native.Projector(projector, self.model, n_threads=n_threads_batch or n_threads,
+                                          use_gpu=n_gpu_layers != 0, flash_attn=flash_attn)
+        self.projector = projector
         self._media_keys = MediaKeys()
         self.load_duration = time.perf_counter_ns() - t0
         self.embeddings = embeddings
