@@ -81,6 +81,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def mmproj_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A random-weight llava-style projector for SmolLM2: 32x32 images, 16 image tokens
+    (``tests/fixtures/make_tiny_models.py mmproj``)."""
+    from fixtures.make_tiny_models import write_mmproj
+
+    return write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model_path)
+
+
+@pytest.fixture(scope="session")
 def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
     """A LoRA adapter for SmolLM2 that visibly changes its greedy output
     (``tests/fixtures/make_tiny_models.py lora``)."""

@@ -25,9 +25,14 @@ def reference_greedy(model: _native.Model, adapters: Sequence[tuple[_native.Lora
     batch = _native.Batch(ctx.n_batch, n_seq_max=n_seq_max)
     batch.add_sequence(list(tokens), 0, 0)
     ctx.decode(batch)
+    return greedy_continuation(model, ctx, batch, len(batch) - 1, len(tokens), n)
+
+
+def greedy_continuation(model: _native.Model, ctx: _native.Context, batch: _native.Batch, idx: int, pos: int,
+                        n: int) -> tuple[list[int], list[np.ndarray]]:
+    """Greedy picks from the logits at ``idx`` of the last decode, sequence 0 continuing at ``pos``."""
     out: list[int] = []
     rows: list[np.ndarray] = []
-    idx, pos = len(batch) - 1, len(tokens)
     for _ in range(n):
         logits = ctx.logits(idx).copy()
         tok = int(np.argmax(logits))

@@ -43,6 +43,7 @@ class ModelRef:
     model: str = ""
     n_ctx_train: int = 0
     adapters: tuple[Path, ...] = ()
+    projector: Path | None = None  # the mmproj GGUF loaded with the weights (vision/audio input)
 
     @property
     def display_model(self) -> str:
@@ -57,7 +58,8 @@ class ModelRef:
         info = info if info is not None else local.gguf()
         return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
                    details=model_details(local, info), model=name, n_ctx_train=_train_context(info),
-                   adapters=tuple(local.adapter_paths))
+                   adapters=tuple(local.adapter_paths),
+                   projector=local.projector_paths[0] if local.projector_paths else None)
 
     @classmethod
     def from_path(cls, path: str | Path, name: str | None = None, digest: str = "",
@@ -75,7 +77,7 @@ class ModelRef:
 
     @property
     def weights(self) -> tuple[str, tuple[str, ...]]:
-        """What a runner loads: two refs with equal weights can share one."""
+        """What a runner loads: two refs with equal weights (and ``projector``) can share one."""
         return str(self.path), tuple(str(a) for a in self.adapters)
 
 

@@ -11,7 +11,7 @@ The HTTP layer calls, from its asyncio loop:
 
 Ollama's rules, in order of a request's life: more than ``max_queue``
 requests waiting (for a load or a slot) -> ServerBusyError (503). A loaded
-runner with the same weights and LoRA adapters (``ModelRef.weights``) and
+runner with the same weights, LoRA adapters and projector (``ModelRef.weights``) and
 the same runner options (``RunnerOptions``: the table's load and context
 options) is reused; different options reload it once it is idle. Loading
 first makes room: at ``max_loaded_models``, or when the memory estimate
@@ -72,7 +72,7 @@ _LOAD_MODE = {None: "auto", True: "mmap", False: "none"}  # use_mmap -> llama.cp
 
 # ---- loaded runners -------------------------------------------------------------------------
 
-_Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+_Key = tuple[str, tuple[str, ...], bool, str]  # weights path, adapter paths, embeddings, projector path ("": none)
 EMBED_SEQUENCES = 16  # inputs (or rerank pairs) an embeddings runner pools in one decode
 
 
@@ -180,11 +180,11 @@ class Scheduler:
     async def unload(self, ref: ModelRef | str) -> bool:
         """Unload a model now, or when its running requests end. Returns
         whether it was loaded."""
-        weights = ref.weights if isinstance(ref, ModelRef) else None
+        weights = (*ref.weights, str(ref.projector or "")) if isinstance(ref, ModelRef) else None
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[:2] == weights or runner.ref.name == name:
+            if (*runner.key[:2], runner.key[3]) == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -294,7 +294,7 @@ class Scheduler:
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
-        key = (*ref.weights, embeddings)
+        key = (*ref.weights, embeddings, str(ref.projector or ""))
         while True:
             runner = self._runners.get(key)
             if runner is not None and runner.client.alive and runner.options == wanted:
@@ -329,7 +329,7 @@ class Scheduler:
         except (GGUFError, OSError) as exc:
             raise ModelLoadError(f"unable to load model: {ref.path}: {exc}") from None
         try:
-            adapters = sum(path.stat().st_size for path in ref.adapters)
+            adapters = sum(path.stat().st_size for path in (*ref.adapters, *filter(None, [ref.projector])))
         except OSError as exc:
             raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
         return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
@@ -380,7 +380,7 @@ class Scheduler:
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
                         lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap],
-                        rpc_servers=list(servers), tensor_split=list(self.tensor_split))
+                        rpc_servers=list(servers), tensor_split=list(self.tensor_split), projector=key[3])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

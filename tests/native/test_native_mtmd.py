@@ -5,17 +5,15 @@ these tests check: token counts, determinism, decoding paths and errors."""
 from __future__ import annotations
 
 import hashlib
-import io
 import struct
 import subprocess
 import sys
-import wave
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mediautil import png_bytes, wav_bytes
 from pyllama import _native
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,18 +38,6 @@ def projector(model, mmproj_path):
     return _native.Projector(mmproj_path, model, n_threads=1)
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """A minimal truecolour PNG of an (h, w, 3) uint8 array."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
 def bmp_bytes(rgb: np.ndarray) -> bytes:
     """A 24-bit bottom-up BMP (rows padded to 4 bytes, BGR order)."""
     h, w, _ = rgb.shape
@@ -65,18 +51,6 @@ def bmp_bytes(rgb: np.ndarray) -> bytes:
 # The classic 1x1 GIF89a: one red pixel.
 GIF_1X1 = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\x00"
            b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-
-
-def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (np.sin(2 * np.pi * 440 * t) * 20000).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def image(seed: int, size: int = 48) -> np.ndarray:

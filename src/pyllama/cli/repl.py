@@ -11,7 +11,7 @@ from typing import Any
 
 from pyllama.cli.client import CLIError, Client
 from pyllama.cli.models import cmd_list
-from pyllama.cli.session import Session, chat_turn, load_model
+from pyllama.cli.session import Session, attach_media, chat_turn, load_model
 from pyllama.cli.show import show_info
 from pyllama.config import parse_bool
 from pyllama.store.names import is_valid_name
@@ -161,7 +161,16 @@ class Repl:
                 print()
 
     def chat(self, text: str) -> None:
-        self.session.messages.append({"role": "user", "content": text})
+        message: dict[str, Any] = {"role": "user", "content": text}
+        if self.session.multimodal:
+            try:
+                message["content"], images = attach_media(text)
+            except CLIError as exc:
+                print(f"error: {exc}")
+                return
+            if images:
+                message["images"] = images
+        self.session.messages.append(message)
         try:
             answer = chat_turn(self.client, self.session)
         except CLIError as exc:

@@ -13,7 +13,7 @@ from rich.console import Console
 from pyllama.cli.answer import print_stats, stream_answer
 from pyllama.cli.client import CLIError, Client
 from pyllama.cli.progress import show_progress
-from pyllama.cli.session import Session, load_model
+from pyllama.cli.session import Session, attach_media, load_model
 from pyllama.keep_alive import KeepAliveError, parse_duration
 
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -86,7 +86,11 @@ def _embed(client: Client, args: argparse.Namespace, session: Session, prompt: s
 
 
 def _one_shot(client: Client, session: Session, prompt: str) -> int:
-    body = {**session.base(), "prompt": prompt}
+    body: dict[str, Any] = {**session.base(), "prompt": prompt}
+    if session.multimodal:
+        body["prompt"], images = attach_media(prompt)
+        if images:
+            body["images"] = images
     printer = session.printer()
     try:
         final = stream_answer(client.stream("/api/generate", body), printer)

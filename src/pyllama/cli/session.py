@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyllama.cli.answer import AnswerPrinter, print_stats, stream_answer
-from pyllama.cli.client import Client
+from pyllama.cli.client import Client, CLIError
+from pyllama.cli.media import extract_media, is_multimodal
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Session:
     options: dict[str, Any] = field(default_factory=dict)
     loaded_messages: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    multimodal: bool = False  # the model takes images/audio: file paths in a prompt are attached
 
     def base(self) -> dict[str, Any]:
         """Fields every request of this session carries."""
@@ -43,6 +45,7 @@ class Session:
         """Remember what /save needs from /api/show: the parent model and the model's MESSAGEs."""
         self.parent_model = str((info.get("details") or {}).get("parent_model") or "")
         self.loaded_messages = list(info.get("messages") or [])
+        self.multimodal = is_multimodal(list(info.get("capabilities") or []))
 
     def infer_think(self, capabilities: list[str], explicit: bool) -> None:
         """A model that can think does unless the user said otherwise (Ollama's default)."""
@@ -51,6 +54,14 @@ class Session:
 
     def printer(self) -> AnswerPrinter:
         return AnswerPrinter(sys.stdout, wrap=self.wrap and sys.stdout.isatty(), hide_thinking=self.hide_thinking)
+
+
+def attach_media(prompt: str) -> tuple[str, list[str]]:
+    """The prompt without its media file paths, and those files (base64); a bad file is a CLIError."""
+    try:
+        return extract_media(prompt)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"couldn't process image: {exc}") from None
 
 
 def load_model(client: Client, session: Session) -> None:

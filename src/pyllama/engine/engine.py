@@ -27,6 +27,7 @@ from pyllama.engine.errors import EngineClosedError, InvalidRequestError
 from pyllama.engine.handle import Completion, RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
 from pyllama.engine.loop import EngineLoop
+from pyllama.engine.media import MediaKeys, MediaSpan, MediaStep, media_prompt, text_tokens
 from pyllama.engine.options import lora_scales, options_from_mapping, validate_options, validate_top_logprobs
 from pyllama.engine.sampling import build_sampler, prime_sampler
 from pyllama.engine.slots import keep_count, truncate_prompt
@@ -54,7 +55,10 @@ class Engine:
     embedding requests only (and ``n_ubatch`` is raised to ``n_batch``, so
     a whole input is one micro-batch). ``lora`` lists LoRA adapters (GGUF
     paths, or adapters already loaded onto ``model``): each applies with scale 1.0 unless a request's ``lora`` option says
-    otherwise (adapter ids are positions in this list).
+    otherwise (adapter ids are positions in this list). ``projector`` is a
+    multimodal projector (an mmproj GGUF path, or a ``Projector`` on ``model``):
+    requests may then carry images (and audio, when the projector has an
+    audio encoder).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
@@ -62,7 +66,8 @@ class Engine:
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  embeddings: bool = False, pooling: str | None = None, n_gpu_layers: int = -1,
                  flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
-                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = ()) -> None:
+                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = (),
+                 projector: str | os.PathLike[str] | _native.Projector | None = None) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         # Before the context: its graph reservation counts the adapters' nodes.
@@ -79,11 +84,17 @@ class Engine:
             n_seq_max=n_parallel, n_threads=n_threads, n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling=pooling, flash_attn=flash_attn, type_k=type_k, type_v=type_v,
             kv_unified=embeddings)
+        if projector is not None and not isinstance(projector, _native.Projector):
+            projector = _native.Projector(projector, self.model, n_threads=n_threads_batch or n_threads,
+                                          use_gpu=n_gpu_layers != 0, flash_attn=flash_attn)
+        self.projector = projector
+        self._media_keys = MediaKeys()
         self.load_duration = time.perf_counter_ns() - t0
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
         self.n_ctx_slot = min(self.ctx.n_ctx_seq, n_train) if n_train > 0 else self.ctx.n_ctx_seq
-        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters)
+        media = MediaStep(self.projector, self.ctx.n_batch) if self.projector is not None and not embeddings else None
+        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters, media)
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False
@@ -210,7 +221,18 @@ class Engine:
                 raise EngineClosedError("the engine is not running: call start() or use it as a context manager")
             self._loop.post(job)
 
-    def _prompt_tokens(self, request: GenerateRequest) -> npt.NDArray[np.int32]:
+    def _prompt_tokens(self, request: GenerateRequest) -> tuple[npt.NDArray[np.int32], list[MediaSpan]]:
+        if request.images:
+            if self.projector is None:
+                raise InvalidRequestError("this model is missing data required for image input")
+            if not isinstance(request.prompt, str):
+                raise InvalidRequestError("a prompt with images must be text")
+            tokens, spans = media_prompt(self.projector, self._media_keys, request.prompt, request.images,
+                                         request.add_special)
+            if tokens.size > self.n_ctx_slot:
+                raise InvalidRequestError(f"the input length ({tokens.size} tokens, images included) exceeds "
+                                          f"the context length ({self.n_ctx_slot})")
+            return tokens, spans
         if isinstance(request.prompt, str):
             tokens = self.model.tokenize(request.prompt, add_special=request.add_special, parse_special=True)
         else:
@@ -219,7 +241,7 @@ class Engine:
                 raise InvalidRequestError(f"prompt token ids must be in [0, {self.model.n_vocab})")
         if tokens.size == 0:
             raise InvalidRequestError("the prompt is empty")
-        return tokens
+        return tokens, []
 
     def _submit_generate(self, request: GenerateRequest) -> RequestHandle:
         t_submit = time.perf_counter_ns()
@@ -229,7 +251,7 @@ class Engine:
         validate_options(opts, self.model.n_vocab)
         validate_top_logprobs(request.top_logprobs)
         lora = lora_scales(opts.lora, len(self.adapters))
-        tokens = self._prompt_tokens(request)
+        tokens, spans = self._prompt_tokens(request)
         has_bos = self.model.token_bos is not None and int(tokens[0]) == self.model.token_bos
         n_keep = keep_count(opts.num_keep, int(tokens.size), has_bos, self.n_ctx_slot)
         truncated = tokens.size > self.n_ctx_slot
@@ -242,13 +264,13 @@ class Engine:
             sampler = build_sampler(self.model, opts, self.n_ctx_slot)
         except ValueError as exc:
             raise InvalidRequestError(f"invalid sampling options (grammar?): {exc}") from exc
-        prime_sampler(sampler, opts, tokens.tolist(), self.n_ctx_slot)
+        prime_sampler(sampler, opts, text_tokens(tokens) if spans else tokens.tolist(), self.n_ctx_slot)
         handle = self._new_handle()
         job = GenerateJob(
             handle=handle, request=request, prompt=tokens, sampler=sampler, stream=TextStream(opts.stop),
             n_keep=n_keep, truncated=bool(truncated), t_submit=t_submit, order=handle.id,
             n_top=request.top_logprobs, want_logprobs=request.logprobs or request.top_logprobs > 0,
-            lora=lora)
+            lora=lora, media=spans)
         self._post(job)
         return handle
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from pyllama import _native
 from pyllama.engine.handle import RequestHandle
+from pyllama.engine.media import MediaSpan
 from pyllama.engine.streaming import TextStream
 from pyllama.engine.types import EmbedRequest, GenerateRequest
 
@@ -36,6 +37,7 @@ class GenerateJob:
     n_top: int = 0
     want_logprobs: bool = False
     lora: tuple[float, ...] = ()  # the scale of each of the engine's adapters
+    media: list[MediaSpan] = field(default_factory=list)  # image/audio chunks of the prompt, in order
     n_cached: int = 0
     generated: list[int] = field(default_factory=list)
     n_sampled: int = 0

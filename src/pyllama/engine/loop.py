@@ -28,6 +28,7 @@ from pyllama import _native
 from pyllama.engine.embedding import finish_vector, pack_inputs
 from pyllama.engine.handle import RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
+from pyllama.engine.media import MediaStep, reuse_floor, text_run, text_tokens
 from pyllama.engine.sampling import token_logprob
 from pyllama.engine.slots import Slot, choose_slot, predict_limit, shift_plan
 from pyllama.engine.types import Chunk, Done, Embeddings, Failure
@@ -51,7 +52,7 @@ class EngineLoop:
     """Runs on the engine thread; other threads only call ``post``/``cancel``."""
 
     def __init__(self, model: _native.Model, ctx: _native.Context, n_ctx_slot: int, embeddings: bool,
-                 adapters: Sequence[_native.LoraAdapter] = ()) -> None:
+                 adapters: Sequence[_native.LoraAdapter] = (), media: MediaStep | None = None) -> None:
         self.model = model
         self.ctx = ctx
         self.n_ctx_slot = n_ctx_slot
@@ -67,6 +68,7 @@ class EngineLoop:
         self._clock = 0
         self._stopping = False
         self.adapters = list(adapters)
+        self.media = media  # images/audio: their own decodes, before the step's token batch
         self.lora_now: tuple[float, ...] = ()
         self.use_lora(tuple(1.0 for _ in self.adapters))  # the defaults: what embeddings use
 
@@ -128,6 +130,8 @@ class EngineLoop:
                 self._embed_step()
             return
         self._admit()
+        if self.media is not None:
+            self.media.run(self)
         for group in self._by_lora(self._build_entries()):
             job = group[0].job
             assert job is not None
@@ -160,7 +164,7 @@ class EngineLoop:
             slot, n_common = choice
             slot.lora = job.lora
             # Re-evaluate at least the last prompt token: its logits are needed.
-            n_common = min(n_common, len(job.prompt) - 1)
+            n_common = reuse_floor(job.media, min(n_common, len(job.prompt) - 1))
             if n_common < len(slot.cache):
                 if not self.ctx.seq_rm(slot.seq, n_common, -1):
                     self.ctx.seq_rm(slot.seq, -1, -1)
@@ -194,7 +198,9 @@ class EngineLoop:
             job = slot.job
             assert job is not None
             start = len(slot.cache)
-            take = min(len(job.prompt) - start, budget)
+            take = text_run(job.media, start, min(len(job.prompt) - start, budget))
+            if take == 0:
+                continue  # its next prompt cells are a medium: the media step decodes them
             job.pending = job.prompt[start:start + take].tolist()
             job.pending_prompt = True
             entries.append(slot)
@@ -253,6 +259,10 @@ class EngineLoop:
                 self._fail_slot(slot, f"decode failed: {exc}", "decode")
             return
         self.n_decodes += 1
+        self._settle(entries)
+
+    def _settle(self, entries: list[Slot]) -> None:
+        """After a decode: the slots' caches hold what it added; sample the slots with output."""
         now = time.perf_counter_ns()
         for slot in entries:
             job = slot.job
@@ -298,7 +308,7 @@ class EngineLoop:
         tokens and slide the rest back. False (and the request ends with
         "length") when shifting is off, impossible, or frees nothing."""
         n_discard = shift_plan(len(slot.cache), job.n_keep)
-        can = job.request.shift and job.request.options.num_predict != -2 and self.ctx.can_shift
+        can = job.request.shift and job.request.options.num_predict != -2 and self.ctx.can_shift and not job.media
         if not can or n_discard == 0:
             self._finish(slot, job, "length")
             return False
@@ -323,7 +333,7 @@ class EngineLoop:
             prompt_eval_duration=prompt_done - job.t_start,
             eval_duration=now - prompt_done,
             total_duration=now - job.t_submit,
-            context=job.prompt.tolist() + job.generated,
+            context=(text_tokens(job.prompt) if job.media else job.prompt.tolist()) + job.generated,
             cached_tokens=job.n_cached,
             truncated=job.truncated,
             stop_sequence=job.stream.matched,

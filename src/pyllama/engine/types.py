@@ -50,6 +50,7 @@ class GenerateRequest(msgspec.Struct, tag="generate", array_like=True, omit_defa
     shift: bool = True
     truncate: bool = True
     add_special: bool = True
+    images: list[bytes] = []  # images/audio (encoded files) the prompt's [img-N] tags name; needs a projector
 
 
 class EmbedRequest(msgspec.Struct, tag="embed", array_like=True, omit_defaults=True, gc=False):

@@ -64,11 +64,17 @@ def load_engine(spec: LoadSpec) -> Engine:
                 errors.lines.clear()
                 check_adapter_file(path, spec.model)  # before llama.cpp: it would crash on some
                 adapters.append(model.load_lora(path))
+            projector = None
+            if spec.projector and not spec.embeddings:
+                what = f"unable to load projector {spec.projector} for model {spec.model}"
+                errors.lines.clear()
+                projector = _native.Projector(spec.projector, model, n_threads=spec.n_threads or None,
+                                              use_gpu=spec.n_gpu_layers != 0, flash_attn=spec.flash_attn)
             what = f"unable to load model: {spec.model}"
             engine = Engine(model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
                             n_threads=spec.n_threads or None, embeddings=spec.embeddings,
                             n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
-                            type_k=spec.type_k, type_v=spec.type_v, lora=adapters)
+                            type_k=spec.type_k, type_v=spec.type_v, lora=adapters, projector=projector)
             engine.load_duration = time.perf_counter_ns() - t0  # the weights and adapters too
         except Exception as exc:
             reason = errors.reason or str(exc)

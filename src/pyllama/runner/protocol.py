@@ -36,6 +36,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     n_batch: int = 512
     n_threads: int = 0  # 0: the engine's default
     embeddings: bool = False
+    projector: str = ""  # a multimodal projector GGUF (mmproj): requests may carry images/audio
     n_gpu_layers: int = -1
     flash_attn: Union[bool, None] = None
     type_k: str = "f16"

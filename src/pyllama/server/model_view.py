@@ -93,10 +93,8 @@ def check_capabilities(view: ModelView, requested_model: str, *, route: str, thi
     missing = [cap for cap, wanted in ((TOOLS, tools), (INSERT, suffix)) if wanted and cap not in caps]
     if missing:
         raise RequestError(f"{view.full_name} does not support " + "\n".join(missing))
-    if images:
-        if VISION not in caps:
-            raise RequestError(NO_VISION)
-        raise RequestError("image input is not supported by this server yet (no multimodal projector support)", 501)
+    if images and VISION not in caps:
+        raise RequestError(f"{json.dumps(requested_model)} does not support vision: {NO_VISION}")
 
 
 def render(view: ModelView, source: str | ChatTemplates | None, messages: Sequence[Mapping[str, Any]], *,

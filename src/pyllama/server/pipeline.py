@@ -12,6 +12,7 @@ thread via ``anyio.to_thread``.
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -95,6 +96,7 @@ async def start_generation(request: Request[Any, Any, Any], view: ModelView, ren
         top_logprobs=body.top_logprobs,
         shift=body.shift is not False,
         truncate=body.truncate is not False,
+        images=[base64.b64decode(i) if isinstance(i, str) else bytes(i) for i in rendered.images],
     )
     scheduler = get_scheduler(request.app.state)
     events = await run_scheduled(request, lambda: scheduler.generate(view.ref, engine_req, options=runner,

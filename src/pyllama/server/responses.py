@@ -95,8 +95,10 @@ def _content(value: Any, where: str, field: str) -> tuple[str, list[str]]:
             text += _convert(raw, InputText, at).text
         elif kind == "input_image":
             image = _convert(raw, InputImage, at)
-            if image.image_url:  # a file_id alone cannot be resolved here
-                images.append(decode_image_url(image.image_url))
+            if not image.image_url:  # a file_id names an upload this server never has
+                raise RequestError(f"{at}: input_image needs an image_url (a base64 data URL); "
+                                   "file_id is not supported")
+            images.append(decode_image_url(image.image_url))
         elif kind == "input_file":
             raise RequestError("file inputs are not currently supported")
         else:

@@ -25,6 +25,7 @@ from pyllama.store.capabilities import (
     is_embedding_model,
     is_reranker,
 )
+from pyllama.store.capabilities import projector_capabilities
 from pyllama.store.gguf_meta import GGUFInfo
 from pyllama.store.model import LocalModel
 from pyllama.templates.gotemplate import TemplateError
@@ -104,7 +105,7 @@ def stored_model_capabilities(local: LocalModel, info: GGUFInfo | None = None) -
     chat = info.kv.get("tokenizer.chat_template") if info is not None else None
     return model_capabilities(info, go_template=local.template, jinja_template=chat if isinstance(chat, str) else "",
                               has_projector=bool(local.projector_paths), family=local.config.model_family,
-                              extra=local.config.capabilities)
+                              extra=[*local.config.capabilities, *projector_capabilities(local.projector_paths)])
 
 
 def required_capabilities(*, tools: bool = False, think: bool = False, images: bool = False,
