@@ -29,6 +29,7 @@ from pyllama.engine.loop import EngineLoop
 from pyllama.engine.options import lora_scales, options_from_mapping, validate_options, validate_top_logprobs
 from pyllama.engine.sampling import build_sampler, prime_sampler
 from pyllama.engine.slots import keep_count, truncate_prompt
+from pyllama.engine.speculative import DraftModel, Speculator
 from pyllama.engine.streaming import TextStream
 from pyllama.engine.types import EmbedRequest, Embeddings, GenerateRequest, SamplingOptions
 from pyllama.store.adapters import AdapterMismatch, check_adapter_file
@@ -53,7 +54,11 @@ class Engine:
     embedding requests only (and ``n_ubatch`` is raised to ``n_batch``, so
     a whole input is one micro-batch). ``lora`` lists LoRA adapters (GGUF
     paths, or adapters already loaded onto ``model``): each applies with scale 1.0 unless a request's ``lora`` option says
-    otherwise (adapter ids are positions in this list).
+    otherwise (adapter ids are positions in this list). ``draft`` is a draft
+    model (a path, or a Model) for speculative decoding; it must share the
+    model's vocabulary (ModelLoadError otherwise) and gets a context of its
+    own with the same size and slots. Requests choose their drafter with the
+    ``speculative`` option (prompt lookup needs no draft model).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
@@ -61,7 +66,8 @@ class Engine:
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  embeddings: bool = False, pooling: str | None = None, n_gpu_layers: int = -1,
                  flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
-                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = ()) -> None:
+                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = (),
+                 draft: str | os.PathLike[str] | _native.Model | None = None) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         # Before the context: its graph reservation counts the adapters' nodes.
@@ -78,11 +84,17 @@ class Engine:
             n_seq_max=n_parallel, n_threads=n_threads, n_threads_batch=n_threads_batch,
             embeddings=embeddings, pooling=pooling, flash_attn=flash_attn, type_k=type_k, type_v=type_v,
             kv_unified=embeddings)
-        self.load_duration = time.perf_counter_ns() - t0
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
         self.n_ctx_slot = min(self.ctx.n_ctx_seq, n_train) if n_train > 0 else self.ctx.n_ctx_seq
-        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters)
+        self.draft: DraftModel | None = None
+        if draft is not None and not embeddings:
+            self.draft = DraftModel(self.model, draft, n_ctx=n_ctx, n_parallel=n_parallel, n_batch=n_batch,
+                                    n_threads=n_threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn,
+                                    type_k=type_k, type_v=type_v)
+        self.load_duration = time.perf_counter_ns() - t0
+        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters,
+                                Speculator(self.draft, self.n_ctx_slot))
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False
@@ -220,6 +232,9 @@ class Engine:
         validate_options(opts, self.model.n_vocab)
         validate_top_logprobs(request.top_logprobs)
         lora = lora_scales(opts.lora, len(self.adapters))
+        if opts.speculative == "draft" and self.draft is None:
+            raise InvalidRequestError('speculative "draft" needs a model with a draft model (a DRAFT layer); '
+                                      'use "ngram" for prompt lookup')
         tokens = self._prompt_tokens(request)
         has_bos = self.model.token_bos is not None and int(tokens[0]) == self.model.token_bos
         n_keep = keep_count(opts.num_keep, int(tokens.size), has_bos, self.n_ctx_slot)
