@@ -87,3 +87,12 @@ def lora_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Pat
     from fixtures.make_tiny_models import write_lora
 
     return write_lora(tmp_path_factory.mktemp("lora") / "lora.gguf", model_path)
+
+
+@pytest.fixture(scope="session")
+def draft_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A draft for SmolLM2 (its vocabulary, fewer blocks): greedy drafts partly
+    accepted (``tests/fixtures/make_tiny_models.py draft``)."""
+    from fixtures.make_tiny_models import write_draft
+
+    return write_draft(tmp_path_factory.mktemp("draft") / "draft.gguf", model_path)
