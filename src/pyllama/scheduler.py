@@ -97,7 +97,7 @@ class SchedulerClosedError(SchedulerError):
 
 # ---- loaded runners -------------------------------------------------------------------------
 
-_Key = tuple[str, tuple[str, ...], bool]  # weights path, adapter paths, embeddings
+_Key = tuple[str, tuple[str, ...], str, bool]  # weights path, adapter paths, draft path, embeddings
 
 
 @dataclass(eq=False)
@@ -205,7 +205,7 @@ class Scheduler:
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[:2] == weights or runner.ref.name == name:
+            if runner.key[:3] == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -218,7 +218,7 @@ class Scheduler:
             name=r.ref.name, model=r.ref.display_model, size=r.estimate.total, size_vram=r.size_vram,
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
-            adapters=r.ref.adapters)
+            adapters=r.ref.adapters, draft=None if r.client.spec.embeddings else r.ref.draft)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     @property
@@ -349,6 +349,12 @@ class Scheduler:
             adapters = sum(path.stat().st_size for path in ref.adapters)
         except OSError as exc:
             raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
+        if ref.draft is not None and not embeddings:  # its weights and a KV cache like the model's
+            try:
+                adapters += estimate_memory(ref.draft, n_ctx, n_ubatch=min(options.num_batch, 512),
+                                            type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type).total
+            except (GGUFError, OSError) as exc:
+                raise ModelLoadError(f"unable to load draft model {ref.draft} for model {ref.path}: {exc}") from None
         return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
 
     def _fits(self, estimate: MemoryEstimate) -> tuple[bool, bool]:
@@ -383,13 +389,13 @@ class Scheduler:
 
     async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[2] else self.num_parallel
+        n_parallel = 1 if key[3] else self.num_parallel
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
+                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[3],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]))
+                        lora=list(key[1]), draft="" if key[3] else key[2])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

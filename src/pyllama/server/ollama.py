@@ -55,6 +55,8 @@ def with_metrics(out: R, final: Final) -> R:
     out.prompt_eval_duration = final.prompt_eval_duration
     out.eval_count = final.eval_count
     out.eval_duration = final.eval_duration
+    out.draft_count = final.draft_count
+    out.draft_accepted_count = final.draft_accepted_count
     return out
 
 

@@ -170,6 +170,8 @@ class GenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    draft_count: int = 0  # pyllama's: speculative decoding's drafted tokens
+    draft_accepted_count: int = 0  # pyllama's: ... of which the model accepted these
     tool_calls: list[ResponseToolCall] | None = None
     logprobs: list[Logprob] | None = None
     debug_info: DebugInfo | None = msgspec.field(default=None, name="_debug_info")
@@ -187,6 +189,8 @@ class ChatResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    draft_count: int = 0  # pyllama's, as in GenerateResponse
+    draft_accepted_count: int = 0
     logprobs: list[Logprob] | None = None
     debug_info: DebugInfo | None = msgspec.field(default=None, name="_debug_info")
 
