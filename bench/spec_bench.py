@@ -2,7 +2,7 @@
 built from the same tree, same model, draft, threads and draft settings, in
 one run, the sides taking turns.
 
-Two workloads: ``repeat`` (a passage given four times; the model goes on
+Two workloads: ``repeat`` (a sentence given four times; the model goes on
 copying it: where prompt lookup pays) and ``story`` (a chat prompt asking
 for a story: fresh text, where only a draft model can help). Modes: ``off``,
 ``ngram`` (ours: ``speculative: "ngram"``; llama-server: ``--spec-type
@@ -41,19 +41,23 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fixtures.make_tiny_models import write_draft  # noqa: E402
 
 N_MAX, P_MIN, NGRAM_N_MAX = 4, 0.75, 8
-PASSAGE = ("def area(width, height):\n    return width * height\n\n"
-           "def perimeter(width, height):\n    return 2 * (width + height)\n\n")
+SENTENCES = ("The quick brown fox jumps over the lazy dog while the small red hen bakes bread for the farm.",
+             "Every morning the baker opens the shop at six and sells warm rolls to the people on the street.",
+             "The river runs past the old mill, under the stone bridge and down to the harbour by the sea.",
+             "A careful reader checks each line twice before she signs the letter and posts it to the city.")
 STORIES = ("a cat who learns to fly", "a lighthouse keeper", "a robot that paints", "a lost key")
 MODES = ("off", "ngram", "draft")
 Result = tuple[float, int, int]  # tokens/s, drafted, accepted
 
 
-def prompts(model: _native.Model, workload: str) -> list[list[int]]:
-    """Four prompts of a workload, as token ids (both sides get the same ids)."""
+def prompts(model: _native.Model, workload: str, run: int) -> list[list[int]]:
+    """Four prompts of a workload, as token ids (both sides get the same ids). ``run`` makes
+    them start differently each time, so no side reuses a cached prompt of an earlier run."""
     if workload == "repeat":
-        texts = [f"# version {i}\n" + (PASSAGE * 4) for i in range(4)]
+        texts = [f"Line {run}.\n" + "\n".join([s] * 4) + "\n" for s in SENTENCES]
     else:
-        texts = [f"<|im_start|>user\nWrite a story about {s}.<|im_end|>\n<|im_start|>assistant\n" for s in STORIES]
+        texts = [f"<|im_start|>system\nRun {run}.<|im_end|>\n<|im_start|>user\nWrite a story about {s}.<|im_end|>\n"
+                 "<|im_start|>assistant\n" for s in STORIES]
     return [model.tokenize(t, add_special=True, parse_special=True).tolist() for t in texts]
 
 
@@ -151,15 +155,16 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="spec-bench-")
     draft = args.draft or write_draft(Path(tmp.name) / "draft.gguf", args.model)
     vocab = _native.Model(args.model, vocab_only=True)
-    workloads = {w: prompts(vocab, w) for w in ("repeat", "story")}
+    runs = iter(range(1 << 30))
     ours = Ours(args.model, draft, args.threads, args.ctx, args.tokens)
     servers = {m: LlamaServer(binary, args.model, draft, args.threads, args.ctx, m) for m in MODES}
     results: dict[tuple[str, str, int, str], list[Result]] = {}
     try:
         for p in range(args.passes):
-            for workload, batch in workloads.items():
+            for workload in ("repeat", "story"):
                 for n in (1, 4):
                     for mode in MODES:
+                        batch = prompts(vocab, workload, next(runs))
                         sides: list[tuple[str, Callable[[], Result]]] = [
                             ("llama-server", lambda: servers[mode].run(batch[:n], args.tokens)),
                             ("pyllama", lambda: ours.run(batch[:n], mode))]
