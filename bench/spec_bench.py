@@ -9,7 +9,9 @@ for a story: fresh text, where only a draft model can help). Modes: ``off``,
 ngram-simple``) and ``draft`` (``tests/fixtures/make_tiny_models.py draft``
 unless --draft names another; llama-server: ``-md``). At 1 and 4 concurrent
 streams, each request generates exactly --tokens tokens greedily (EOG
-banned), and tokens/s counts all streams' tokens over the wall time.
+banned), and tokens/s counts all streams' tokens over the wall time
+(prompt evaluation included: every run's prompts start differently, so
+neither side reuses a cached prompt).
 
     .venv/bin/python bench/spec_bench.py [--threads 1] [--tokens 96] [--passes 2] [--draft PATH]
 
