@@ -94,7 +94,8 @@ class LlamaServer:
         cmd = [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(4 * n_ctx),
                "-np", "4", "-no-kvu", "--host", "127.0.0.1", "--port", str(self.port), "--no-webui"]
         if mode == "draft":
-            cmd += ["-md", str(draft), "--spec-draft-n-max", str(N_MAX), "--spec-draft-n-min", "0",
+            cmd += ["-md", str(draft), "--spec-type", "draft-simple", "--spec-draft-n-max", str(N_MAX),
+                    "--spec-draft-n-min", "0",
                     "--spec-draft-p-min", str(P_MIN), "-td", str(threads)]
         elif mode == "ngram":
             cmd += ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",

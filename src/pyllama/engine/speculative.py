@@ -126,11 +126,12 @@ class DraftModel:
         self.ctx.decode(self.batch)
         self.n_decodes += 1
 
-    def _catch_up(self, plans: list[DraftPlan]) -> None:
-        """Bring each sequence to ``history[:-1]`` (kept prefix, then chunks
-        of what is new), so the next decode can add the last token."""
-        todo: dict[int, list[int]] = {}  # seq -> tokens still to add
-        for plan in plans:
+    def _first_batch(self, plans: list[DraftPlan]) -> dict[int, int]:
+        """Bring each sequence up to its history: keep the common prefix,
+        decode what is new in chunks, and fill ``self.batch`` with the rest
+        (at least the last token, with logits). Returns each plan's logits row."""
+        todo: dict[int, list[int]] = {}
+        for i, plan in enumerate(plans):
             cache = self.cache[plan.seq]
             keep = min(common_prefix(cache, plan.history), len(plan.history) - 1)
             if keep < len(cache):
@@ -138,33 +139,34 @@ class DraftModel:
                     self.ctx.seq_rm(plan.seq, -1, -1)
                     keep = 0
                 del cache[keep:]
-            if keep < len(plan.history) - 1:
-                todo[plan.seq] = plan.history[keep:-1]
-        while todo:
+            todo[i] = plan.history[keep:]
+        while sum(len(tokens) for tokens in todo.values()) > self.batch.capacity:
             self.batch.clear()
             room = self.batch.capacity
-            taken: dict[int, list[int]] = {}
-            for seq, tokens in todo.items():
-                if room > 0:
-                    taken[seq] = tokens[:room]
-                    self.batch.add_sequence(taken[seq], len(self.cache[seq]), seq, logits_last=False)
-                    room -= len(taken[seq])
+            for i, tokens in todo.items():
+                take = tokens[:max(0, min(room, len(tokens) - 1))]
+                if take:
+                    self.batch.add_sequence(take, len(self.cache[plans[i].seq]), plans[i].seq, logits_last=False)
+                    self.cache[plans[i].seq].extend(take)
+                    todo[i] = tokens[len(take):]
+                    room -= len(take)
+            if room == self.batch.capacity:  # more sequences than batch places (the speculator never asks that)
+                raise _native.DecodeError("too many sequences to draft for in one batch", -1)
             self._decode()
-            for seq, take in taken.items():
-                self.cache[seq].extend(take)
-                todo[seq] = todo[seq][len(take):]
-            todo = {seq: tokens for seq, tokens in todo.items() if tokens}
+        self.batch.clear()
+        rows = {}
+        for i, tokens in todo.items():
+            seq = plans[i].seq
+            rows[i] = self.batch.add_sequence(tokens, len(self.cache[seq]), seq, logits_last=True) + len(tokens) - 1
+            self.cache[seq].extend(tokens)
+        return rows
 
     def draft(self, plans: list[DraftPlan]) -> list[list[int]]:
         """Each plan's draft (possibly empty). A failed draft decode costs the
         drafts, never the requests: the draft's memory is then forgotten."""
         out: list[list[int]] = [[] for _ in plans]
         try:
-            self._catch_up(plans)
-            self.batch.clear()
-            rows = {i: self.batch.add(p.history[-1], len(p.history) - 1, p.seq, True) for i, p in enumerate(plans)}
-            for i, plan in enumerate(plans):
-                self.cache[plan.seq].append(plan.history[-1])
+            rows = self._first_batch(plans)
             while rows:
                 self._decode()
                 picked: dict[int, int] = {}
