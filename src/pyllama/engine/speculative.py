@@ -193,8 +193,9 @@ class DraftModel:
 
 
 class Speculator:
-    """Decides each step's drafts (``add_drafts``) and settles them after the
-    target's decode (``verify``). ``draft`` is None when the model has no DRAFT."""
+    """Decides each step's drafts (``add_drafts``); the loop settles them after
+    the target's decode (``verify_draft``, ``settle_draft``). ``draft`` is None
+    when the model has no DRAFT (then only prompt lookup drafts)."""
 
     def __init__(self, draft: DraftModel | None, n_ctx_slot: int) -> None:
         self.draft_model = draft
