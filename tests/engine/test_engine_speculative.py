@@ -141,8 +141,8 @@ def test_verify_draft_stops_at_the_first_disagreement() -> None:
 
 def test_lookup_draft_copies_what_followed_the_latest_match() -> None:
     assert lookup_draft([1, 2, 3, 4, 9, 1, 2, 3, 4, 7, 8, 1, 2, 3, 4], 3) == [7, 8, 1]
-    assert lookup_draft([1, 2, 3, 4, 5, 1, 2], 2) == [3, 4]
-    assert lookup_draft([1, 2, 3, 4, 5, 2], 2) == []  # one token is no match
+    assert lookup_draft([1, 2, 3, 4, 5, 1, 2, 3], 2) == [4, 5]
+    assert lookup_draft([1, 2, 3, 4, 5, 6, 2, 3], 2) == []  # two tokens are no match
     assert lookup_draft([1, 2, 3], 4) == []
     assert lookup_draft([5, 5], 0) == []
 

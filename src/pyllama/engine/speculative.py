@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NGRAM_SIZES = (4, 3, 2)  # prompt lookup tries the longest match first
+NGRAM_SIZES = (4, 3)  # prompt lookup tries the longest match first (a 2-token match guesses too often)
 DRAFT_TOP_K = 10  # candidates the draft's confidence is measured over (llama.cpp's draft sampler)
 
 
