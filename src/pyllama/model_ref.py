@@ -76,9 +76,9 @@ class ModelRef:
                    n_ctx_train=_train_context(info), adapters=adapters, draft=draft)
 
     @property
-    def weights(self) -> tuple[str, tuple[str, ...], str]:
-        """What a runner loads: two refs with equal weights can share one."""
-        return str(self.path), tuple(str(a) for a in self.adapters), str(self.draft or "")
+    def weights(self) -> tuple[str, tuple[str, ...]]:
+        """What a runner loads: two refs with equal weights (and ``draft``) can share one."""
+        return str(self.path), tuple(str(a) for a in self.adapters)
 
 
 def resolve_model(store: Store, raw: str) -> ModelRef:

@@ -97,7 +97,7 @@ class SchedulerClosedError(SchedulerError):
 
 # ---- loaded runners -------------------------------------------------------------------------
 
-_Key = tuple[str, tuple[str, ...], str, bool]  # weights path, adapter paths, draft path, embeddings
+_Key = tuple[str, tuple[str, ...], bool, str]  # weights path, adapter paths, embeddings, draft path ("": none)
 
 
 @dataclass(eq=False)
@@ -201,11 +201,11 @@ class Scheduler:
     async def unload(self, ref: ModelRef | str) -> bool:
         """Unload a model now, or when its running requests end. Returns
         whether it was loaded."""
-        weights = ref.weights if isinstance(ref, ModelRef) else None
+        weights = (*ref.weights, str(ref.draft or "")) if isinstance(ref, ModelRef) else None
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if runner.key[:3] == weights or runner.ref.name == name:
+            if (*runner.key[:2], runner.key[3]) == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -311,7 +311,7 @@ class Scheduler:
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
-        key = (*ref.weights, embeddings)
+        key = (*ref.weights, embeddings, str(ref.draft or ""))
         while True:
             runner = self._runners.get(key)
             if runner is not None and runner.client.alive and runner.options == wanted:
@@ -389,13 +389,13 @@ class Scheduler:
 
     async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
                      estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[3] else self.num_parallel
+        n_parallel = 1 if key[2] else self.num_parallel
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[3],
+                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]), draft="" if key[3] else key[2])
+                        lora=list(key[1]), draft="" if key[2] else key[3])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:
