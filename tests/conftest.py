@@ -116,3 +116,12 @@ def reranker_template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker-template.gguf",
                           rerank_template=RERANK_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def draft_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """A draft for SmolLM2 (its vocabulary, fewer blocks): greedy drafts partly
+    accepted (``tests/fixtures/make_tiny_models.py draft``)."""
+    from fixtures.make_tiny_models import write_draft
+
+    return write_draft(tmp_path_factory.mktemp("draft") / "draft.gguf", model_path)

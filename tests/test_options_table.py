@@ -20,6 +20,7 @@ from pyllama.options import (
 from pyllama.store.modelfile import parse_modelfile, to_create_request
 
 SAMPLE_TEXT = {"int": "1", "float": "0.5", "bool": "true", "string": "x", "list": "END"}
+SAMPLE_VALUE = {"speculative": "ngram"}  # options whose values are a fixed set
 
 
 def test_structs_have_one_field_per_entry() -> None:
@@ -36,7 +37,7 @@ def test_structs_have_one_field_per_entry() -> None:
 @pytest.mark.parametrize("name", [n for n, o in OPTIONS.items() if o.public and not o.request_only])
 def test_every_public_option_goes_from_parameter_to_its_struct(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     option = OPTIONS[name]
-    text = SAMPLE_TEXT[option.type]
+    text = SAMPLE_VALUE.get(name, SAMPLE_TEXT[option.type])
     (tmp_path / "Modelfile").write_text(f"FROM x\nPARAMETER {name} {text}\n")
     plan = to_create_request(parse_modelfile((tmp_path / "Modelfile").read_text()), tmp_path)
     stored = plan.request["parameters"]

@@ -16,7 +16,7 @@ import msgspec
 
 from pyllama.engine import InvalidRequestError
 from pyllama.options import OPTIONS, OptionError, check_values, coerce, resolve_num_ctx, struct_fields
-from pyllama.store.adapters import adapter_entries
+from pyllama.store.adapters import adapter_entries, blob_digest
 from pyllama.store.errors import NotFound
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, read_gguf
 from pyllama.store.layout import Store
@@ -33,8 +33,9 @@ def _train_context(info: GGUFInfo | None) -> int:
 @dataclass(frozen=True)
 class ModelRef:
     """A model as the store resolved it: what /api/ps shows and what to load
-    (the weights and every LoRA adapter, applied in this order).
-    ``n_ctx_train`` (0: unknown) caps the context a runner gets."""
+    (the weights, every LoRA adapter, applied in this order, and the draft
+    model for speculative decoding). ``n_ctx_train`` (0: unknown) caps the
+    context a runner gets."""
 
     name: str
     path: Path
@@ -44,6 +45,7 @@ class ModelRef:
     n_ctx_train: int = 0
     adapters: tuple[Path, ...] = ()
     projector: Path | None = None  # the mmproj GGUF loaded with the weights (vision/audio input)
+    draft: Path | None = None
 
     @property
     def display_model(self) -> str:
@@ -58,12 +60,12 @@ class ModelRef:
         info = info if info is not None else local.gguf()
         return cls(name=name, path=local.model_path, digest=local.stored.manifest_digest,
                    details=model_details(local, info), model=name, n_ctx_train=_train_context(info),
-                   adapters=tuple(local.adapter_paths),
+                   adapters=tuple(local.adapter_paths), draft=local.draft_path,
                    projector=local.projector_paths[0] if local.projector_paths else None)
 
     @classmethod
     def from_path(cls, path: str | Path, name: str | None = None, digest: str = "",
-                  adapters: tuple[Path, ...] = ()) -> ModelRef:
+                  adapters: tuple[Path, ...] = (), draft: Path | None = None) -> ModelRef:
         """A GGUF file outside any store (tests, benchmarks, embedding Python code)."""
         path = Path(path)
         details: dict[str, Any] = {"format": "gguf"}
@@ -73,11 +75,11 @@ class ModelRef:
             details.update(family=info.architecture, families=[info.architecture],
                            quantization_level=info.file_type)
         return cls(name=name or path.stem, path=path, digest=digest, details=details, model=name or path.stem,
-                   n_ctx_train=_train_context(info), adapters=adapters)
+                   n_ctx_train=_train_context(info), adapters=adapters, draft=draft)
 
     @property
     def weights(self) -> tuple[str, tuple[str, ...]]:
-        """What a runner loads: two refs with equal weights (and ``projector``) can share one."""
+        """What a runner loads: two refs with equal weights (and ``projector`` and ``draft``) can share one."""
         return str(self.path), tuple(str(a) for a in self.adapters)
 
 
@@ -128,10 +130,11 @@ class LoadedModel:
     pid: int
     adapters: tuple[Path, ...] = ()
     devices: tuple[Any, ...] = ()  # runner.protocol.DeviceUse, when the model is split over RPC devices
+    draft: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model (``adapters`` is
-        pyllama's, present when the model has LoRA adapters)."""
+        """The JSON object /api/ps returns for this model (``adapters`` and
+        ``draft`` are pyllama's, present when the model has them)."""
         out = {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
                "details": dict(self.details), "expires_at": format_time(self.expires_at),
                "size_vram": self.size_vram, "context_length": self.context_length}
@@ -139,6 +142,8 @@ class LoadedModel:
             out["adapters"] = adapter_entries(self.adapters)
         if self.devices:
             out["devices"] = [{"name": d.name, "description": d.description, "size": d.size} for d in self.devices]
+        if self.draft is not None:
+            out["draft"] = {"digest": blob_digest(self.draft)}
         return out
 
 

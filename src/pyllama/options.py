@@ -120,6 +120,10 @@ def _lora(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+# auto: the model's DRAFT when it has one, else none; draft: the DRAFT (an error without one);
+# ngram: prompt lookup in the request's own tokens; off: none.
+SPECULATIVE_MODES = ("auto", "draft", "ngram", "off")
+MAX_DRAFT = 64  # tokens drafted per step at most (a batch must hold every slot's draft)
 _UNIT = "{name} must be between 0 and 1, got {value}"
 _MIROSTAT_RATE = "mirostat_tau and mirostat_eta must be > 0"
 
@@ -133,7 +137,6 @@ OPTIONS: dict[str, Option] = {
         Option("main_gpu", "int", None, "load", lambda v: v >= 0, "main_gpu must be >= 0"),
         Option("use_mmap", "bool", None, "load"),
         Option("num_thread", "int", 0, "load", lambda v: v >= 0, "num_thread must be >= 0 (0 = automatic)"),
-        Option("draft_num_predict", "int", 4, "load"),
         # Per request.
         Option("num_keep", "int", 4),
         Option("seed", "int", -1),
@@ -159,6 +162,15 @@ OPTIONS: dict[str, Option] = {
         # pyllama's: the scales of the model's LoRA adapters for this request (unnamed ones keep 1.0).
         Option("lora", "objects", (), check=lambda v: all(math.isfinite(e["scale"]) for e in v),
                rule="LoRA scales must be finite numbers", convert=_lora, request_only=True),
+        # Speculative decoding (docs/engine.md): which drafter, and llama-server's
+        # speculative.n_max / n_min / p_min. Per request, so one runner serves both.
+        Option("speculative", "string", "auto", check=lambda v: v in SPECULATIVE_MODES,
+               rule="speculative must be one of " + ", ".join(SPECULATIVE_MODES) + ", got {value!r}"),
+        Option("draft_num_predict", "int", 4, check=lambda v: 0 <= v <= MAX_DRAFT,
+               rule=f"draft_num_predict must be between 0 and {MAX_DRAFT}, got {{value}}"),
+        Option("draft_min", "int", 0, check=lambda v: 0 <= v <= MAX_DRAFT,
+               rule=f"draft_min must be between 0 and {MAX_DRAFT}, got {{value}}"),
+        Option("draft_p_min", "float", 0.75, check=_unit, rule=_UNIT),
         # Engine-only: the server derives them from ``format``; in-process callers may set them.
         Option("grammar", "string", "", public=False),
         Option("logit_bias", "map", {}, public=False),

@@ -72,7 +72,7 @@ _LOAD_MODE = {None: "auto", True: "mmap", False: "none"}  # use_mmap -> llama.cp
 
 # ---- loaded runners -------------------------------------------------------------------------
 
-_Key = tuple[str, tuple[str, ...], bool, str]  # weights path, adapter paths, embeddings, projector path ("": none)
+_Key = tuple[str, tuple[str, ...], bool, str, str]  # weights, adapters, embeddings, projector, draft ("": none)
 EMBED_SEQUENCES = 16  # inputs (or rerank pairs) an embeddings runner pools in one decode
 
 
@@ -180,11 +180,11 @@ class Scheduler:
     async def unload(self, ref: ModelRef | str) -> bool:
         """Unload a model now, or when its running requests end. Returns
         whether it was loaded."""
-        weights = (*ref.weights, str(ref.projector or "")) if isinstance(ref, ModelRef) else None
+        weights = (*ref.weights, str(ref.projector or ""), str(ref.draft or "")) if isinstance(ref, ModelRef) else None
         name = ref if isinstance(ref, str) else None
         found = False
         for runner in list(self._runners.values()):
-            if (*runner.key[:2], runner.key[3]) == weights or runner.ref.name == name:
+            if (*runner.key[:2], *runner.key[3:]) == weights or runner.ref.name == name:
                 found = True
                 runner.keep_alive = 0.0
                 if runner.refs == 0:
@@ -197,7 +197,8 @@ class Scheduler:
             name=r.ref.name, model=r.ref.display_model, size=r.estimate.total, size_vram=r.size_vram,
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
-            adapters=r.ref.adapters, devices=tuple(r.client.info.devices if r.client.info else ()))
+            adapters=r.ref.adapters, devices=tuple(r.client.info.devices if r.client.info else ()),
+            draft=None if r.client.spec.embeddings else r.ref.draft)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     @property
@@ -294,7 +295,7 @@ class Scheduler:
     async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
-        key = (*ref.weights, embeddings, str(ref.projector or ""))
+        key = (*ref.weights, embeddings, str(ref.projector or ""), str(ref.draft or ""))
         while True:
             runner = self._runners.get(key)
             if runner is not None and runner.client.alive and runner.options == wanted:
@@ -332,6 +333,12 @@ class Scheduler:
             adapters = sum(path.stat().st_size for path in (*ref.adapters, *filter(None, [ref.projector])))
         except OSError as exc:
             raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
+        if ref.draft is not None and not embeddings:  # its weights and a KV cache like the model's
+            try:
+                adapters += estimate_memory(ref.draft, n_ctx, n_ubatch=min(options.num_batch, 512),
+                                            type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type).total
+            except (GGUFError, OSError) as exc:
+                raise ModelLoadError(f"unable to load draft model {ref.draft} for model {ref.path}: {exc}") from None
         return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
 
     def _fits(self, estimate: MemoryEstimate) -> tuple[bool, bool]:
@@ -380,7 +387,8 @@ class Scheduler:
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
                         lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap],
-                        rpc_servers=list(servers), tensor_split=list(self.tensor_split), projector=key[3])
+                        rpc_servers=list(servers), tensor_split=list(self.tensor_split), projector=key[3],
+                        draft="" if key[2] else key[4])
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

@@ -31,6 +31,7 @@ from pyllama.engine.media import MediaKeys, MediaSpan, MediaStep, media_prompt, 
 from pyllama.engine.options import lora_scales, options_from_mapping, validate_options, validate_top_logprobs
 from pyllama.engine.sampling import build_sampler, prime_sampler
 from pyllama.engine.slots import keep_count, truncate_prompt
+from pyllama.engine.speculative import DraftModel, Speculator
 from pyllama.engine.streaming import TextStream
 from pyllama.engine.types import EmbedRequest, Embeddings, GenerateRequest, RerankRequest, SamplingOptions
 from pyllama.store.adapters import AdapterMismatch, check_adapter_file
@@ -59,6 +60,11 @@ class Engine:
     multimodal projector (an mmproj GGUF path, or a ``Projector`` on ``model``):
     requests may then carry images (and audio, when the projector has an
     audio encoder).
+    ``draft`` is a draft
+    model (a path, or a Model) for speculative decoding; it must share the
+    model's vocabulary (ModelLoadError otherwise) and gets a context of its
+    own with the same size and slots. Requests choose their drafter with the
+    ``speculative`` option (prompt lookup needs no draft model).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
@@ -67,7 +73,8 @@ class Engine:
                  embeddings: bool = False, pooling: str | None = None, n_gpu_layers: int = -1,
                  flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
                  lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = (),
-                 projector: str | os.PathLike[str] | _native.Projector | None = None) -> None:
+                 projector: str | os.PathLike[str] | _native.Projector | None = None,
+                 draft: str | os.PathLike[str] | _native.Model | None = None) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         # Before the context: its graph reservation counts the adapters' nodes.
@@ -89,12 +96,18 @@ class Engine:
                                           use_gpu=n_gpu_layers != 0, flash_attn=flash_attn)
         self.projector = projector
         self._media_keys = MediaKeys()
-        self.load_duration = time.perf_counter_ns() - t0
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
         self.n_ctx_slot = min(self.ctx.n_ctx_seq, n_train) if n_train > 0 else self.ctx.n_ctx_seq
+        self.draft: DraftModel | None = None
+        if draft is not None and not embeddings:
+            self.draft = DraftModel(self.model, draft, n_ctx=n_ctx, n_parallel=n_parallel, n_batch=n_batch,
+                                    n_threads=n_threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn,
+                                    type_k=type_k, type_v=type_v)
+        self.load_duration = time.perf_counter_ns() - t0
         media = MediaStep(self.projector, self.ctx.n_batch) if self.projector is not None and not embeddings else None
-        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters, media)
+        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters, media,
+                                Speculator(self.draft, self.n_ctx_slot))
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False
@@ -251,6 +264,9 @@ class Engine:
         validate_options(opts, self.model.n_vocab)
         validate_top_logprobs(request.top_logprobs)
         lora = lora_scales(opts.lora, len(self.adapters))
+        if opts.speculative == "draft" and self.draft is None:
+            raise InvalidRequestError('speculative "draft" needs a model with a draft model (a DRAFT layer); '
+                                      'use "ngram" for prompt lookup')
         tokens, spans = self._prompt_tokens(request)
         has_bos = self.model.token_bos is not None and int(tokens[0]) == self.model.token_bos
         n_keep = keep_count(opts.num_keep, int(tokens.size), has_bos, self.n_ctx_slot)

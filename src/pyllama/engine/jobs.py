@@ -47,6 +47,8 @@ class GenerateJob:
     i_batch: int = -1
     t_start: int = 0
     t_prompt_done: int = 0
+    n_drafted: int = 0  # speculative decoding: draft tokens the target checked
+    n_draft_accepted: int = 0  # ... and the ones it agreed with
 
     @property
     def prefilling(self) -> bool:

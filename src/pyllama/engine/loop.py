@@ -13,6 +13,11 @@ so a step decodes its slots in groups of equal adapter settings (usually
 one group), switching the context's scales between them; and a slot's
 cached prefix is reused only by a request with the same setting, since
 its KV was computed under that setting.
+
+With speculative decoding (engine/speculative.py) a generating slot's
+pending tokens are its next token and a draft; the loop decodes them all
+with logits, and the sampler's picks, up to the first disagreement, are
+emitted one by one as if each had its own step.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pyllama.engine.jobs import EmbedJob, GenerateJob
 from pyllama.engine.media import MediaStep, reuse_floor, text_run, text_tokens
 from pyllama.engine.sampling import token_logprob
 from pyllama.engine.slots import Slot, choose_slot, predict_limit, shift_plan
+from pyllama.engine.speculative import Speculator, settle_draft, verify_draft
 from pyllama.engine.types import Chunk, Done, Embeddings, Failure
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,8 @@ class EngineLoop:
     """Runs on the engine thread; other threads only call ``post``/``cancel``."""
 
     def __init__(self, model: _native.Model, ctx: _native.Context, n_ctx_slot: int, embeddings: bool,
-                 adapters: Sequence[_native.LoraAdapter] = (), media: MediaStep | None = None) -> None:
+                 adapters: Sequence[_native.LoraAdapter] = (), media: MediaStep | None = None,
+                 speculator: Speculator | None = None) -> None:
         self.model = model
         self.ctx = ctx
         self.n_ctx_slot = n_ctx_slot
@@ -71,6 +78,7 @@ class EngineLoop:
         self.media = media  # images/audio: their own decodes, before the step's token batch
         self.lora_now: tuple[float, ...] = ()
         self.use_lora(tuple(1.0 for _ in self.adapters))  # the defaults: what embeddings use
+        self.speculator = speculator
 
     # ---- other threads --------------------------------------------------------
 
@@ -189,7 +197,9 @@ class EngineLoop:
             job.pending = [job.next_token]
             job.pending_prompt = False
             entries.append(slot)
-        budget = self.n_batch - len(entries)
+        if self.speculator is not None:
+            self.speculator.add_drafts(entries, self.n_batch - len(entries))
+        budget = self.n_batch - sum(len(s.job.pending) for s in entries if s.job is not None)
         prefilling = sorted((s for s in self.slots if s.job is not None and s.job.prefilling),
                             key=lambda s: s.job.order if s.job is not None else 0)
         for slot in prefilling:
@@ -236,8 +246,10 @@ class EngineLoop:
                 last = pos + len(job.pending) == len(job.prompt)
                 first = batch.add_sequence(job.pending, pos, slot.seq, logits_last=last)
                 job.i_batch = first + len(job.pending) - 1 if last else -1
-            else:
+            else:  # the next token, then any draft: logits at every position
                 job.i_batch = batch.add(job.pending[0], pos, slot.seq, True)
+                for k, tok in enumerate(job.pending[1:], 1):
+                    batch.add(tok, pos + k, slot.seq, True)
 
     def _run_batch(self, entries: list[Slot]) -> None:
         """Decode once, then sample. On a full KV cache, retry slot by slot
@@ -282,16 +294,23 @@ class EngineLoop:
         self.ctx.decode(batch)
 
     def _sample(self, slot: Slot, job: GenerateJob) -> None:
+        draft = [] if job.pending_prompt else job.pending[1:]
+        tokens = verify_draft(job.sampler, self.ctx, job.i_batch, draft)
+        if draft:
+            settle_draft(self.ctx, slot, job, len(draft), len(tokens) - 1)
+        for k, tok in enumerate(tokens):
+            if not self._emit(slot, job, tok, job.i_batch + k):
+                return
+
+    def _emit(self, slot: Slot, job: GenerateJob, tok: int, i_logits: int) -> bool:
+        """Stream one sampled token; False when it ended the request."""
         lp = None
-        if job.want_logprobs:
-            logits = self.ctx.logits(job.i_batch)
-        tok = job.sampler.sample(self.ctx, job.i_batch)
         job.n_sampled += 1
         if self.model.is_eog(tok):
             self._finish(slot, job, "stop")
-            return
+            return False
         if job.want_logprobs:
-            lp = token_logprob(logits, tok, job.n_top, self.model.token_to_piece)
+            lp = token_logprob(self.ctx.logits(i_logits), tok, job.n_top, self.model.token_to_piece)
         job.generated.append(tok)
         text = job.stream.push(self.model.token_to_piece(tok))
         job.handle.put(Chunk(text, [tok], [lp] if lp is not None else []))
@@ -302,6 +321,8 @@ class EngineLoop:
             self._finish(slot, job, "length")
         else:
             job.next_token = tok
+            return True
+        return False
 
     def _shift(self, slot: Slot, job: GenerateJob) -> bool:
         """Make room for one more token: drop half of what follows the kept
@@ -337,6 +358,8 @@ class EngineLoop:
             cached_tokens=job.n_cached,
             truncated=job.truncated,
             stop_sequence=job.stream.matched,
+            draft_count=job.n_drafted,
+            draft_accepted_count=job.n_draft_accepted,
         ))
         self._release(slot)
 

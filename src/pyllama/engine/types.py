@@ -120,6 +120,8 @@ class Done(msgspec.Struct, tag="done", array_like=True, omit_defaults=True, gc=F
     cached_tokens: int = 0
     truncated: bool = False
     stop_sequence: str = ""  # the stop string that ended the output, if one did
+    draft_count: int = 0  # speculative decoding: drafted tokens the target checked
+    draft_accepted_count: int = 0  # ... of which it accepted (and emitted) these
 
 
 class Embeddings(msgspec.Struct, tag="embeddings", array_like=True, omit_defaults=True, gc=False):

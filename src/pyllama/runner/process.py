@@ -26,6 +26,7 @@ from pyllama.llama_errors import collect_load_errors
 from pyllama.runner.memory import estimate_memory, rss_bytes
 from pyllama.runner.rpc_devices import add_rpc_servers, device_use
 from pyllama.store.adapters import check_adapter_file
+from pyllama.store.draft import check_draft_file
 from pyllama.runner.protocol import (
     Accepted,
     Cancel,
@@ -70,11 +71,16 @@ def load_engine(spec: LoadSpec) -> Engine:
                 errors.lines.clear()
                 projector = _native.Projector(spec.projector, model, n_threads=spec.n_threads or None,
                                               use_gpu=spec.n_gpu_layers != 0, flash_attn=spec.flash_attn)
+            what = f"unable to load draft model {spec.draft} for model {spec.model}"
+            errors.lines.clear()
+            if spec.draft:
+                check_draft_file(spec.draft, spec.model)
             what = f"unable to load model: {spec.model}"
             engine = Engine(model, n_ctx=spec.n_ctx, n_parallel=spec.n_parallel, n_batch=spec.n_batch,
                             n_threads=spec.n_threads or None, embeddings=spec.embeddings,
                             n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
-                            type_k=spec.type_k, type_v=spec.type_v, lora=adapters, projector=projector)
+                            type_k=spec.type_k, type_v=spec.type_v, lora=adapters, projector=projector,
+                            draft=spec.draft or None)
             engine.load_duration = time.perf_counter_ns() - t0  # the weights and adapters too
         except Exception as exc:
             reason = errors.reason or str(exc)
@@ -119,6 +125,9 @@ class RunnerServer:
         memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
                                  type_k=spec.type_k, type_v=spec.type_v)
         adapters = sum(os.path.getsize(path) for path in spec.lora)
+        if engine.draft is not None:
+            adapters += estimate_memory(spec.draft, engine.draft.ctx.n_ctx, n_ubatch=engine.draft.ctx.n_ubatch,
+                                        type_k=spec.type_k, type_v=spec.type_v).total
         self.send(Ready(pid=os.getpid(), n_ctx=engine.ctx.n_ctx, n_ctx_slot=engine.n_ctx_slot,
                         n_parallel=engine.n_parallel, n_ctx_train=engine.model.n_ctx_train,
                         model_size=engine.model.size, memory=memory.total + adapters, rss=rss_bytes(),

@@ -46,6 +46,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     load_mode: str = "auto"  # use_mmap: "auto" (unset), "mmap" (true) or "none" (false: read into RAM)
     rpc_servers: list[str] = []  # host:port of RPC servers whose devices join this runner's (probed first)
     tensor_split: list[float] = []  # shares of the offloaded layers per device; empty: by free memory
+    draft: str = ""  # a draft model GGUF for speculative decoding ("" none)
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):

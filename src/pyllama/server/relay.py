@@ -113,6 +113,8 @@ class Final:
     eval_count: int
     eval_duration: int
     stop_sequence: str = ""
+    draft_count: int = 0  # speculative decoding (pyllama's)
+    draft_accepted_count: int = 0
 
 
 class GenerationFailed(Exception):
@@ -171,6 +173,8 @@ def final_from(done: Done, started_ns: int, loaded_ns: int) -> Final:
         eval_count=done.eval_count,
         eval_duration=done.eval_duration,
         stop_sequence=done.stop_sequence,
+        draft_count=done.draft_count,
+        draft_accepted_count=done.draft_accepted_count,
     )
 
 

@@ -158,8 +158,10 @@ class DebugInfo(msgspec.Struct, kw_only=True):
 
 # The final record's metrics (nanoseconds and counts), in Ollama's order; both
 # responses write them between their own head and tail fields.
+# draft_count and draft_accepted_count are pyllama's: speculative decoding's drafted
+# tokens and how many of them the model accepted (left out when 0).
 METRIC_NAMES = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
-                "eval_count", "eval_duration")
+                "eval_count", "eval_duration", "draft_count", "draft_accepted_count")
 _DEBUG_INFO = ("debug_info", DebugInfo | None, msgspec.field(default=None, name="_debug_info"))
 
 

@@ -88,9 +88,10 @@ def check_adapter_file(adapter: str | Path, model: str | Path) -> None:
 def adapter_entries(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """How /api/show and /api/ps list a model's adapters: the id a request's
     ``lora`` option uses, and the blob's digest."""
-    out = []
-    for index, path in enumerate(paths):
-        name = Path(path).name
-        digest = name.replace("-", ":", 1) if name.startswith("sha256-") else name
-        out.append({"id": index, "digest": digest})
-    return out
+    return [{"id": index, "digest": blob_digest(path)} for index, path in enumerate(paths)]
+
+
+def blob_digest(path: Path) -> str:
+    """A blob's digest from its file name (``sha256-x`` -> ``sha256:x``); other files by name."""
+    name = Path(path).name
+    return name.replace("-", ":", 1) if name.startswith("sha256-") else name

@@ -20,6 +20,7 @@ from typing import Any
 
 from pyllama.options import LEGACY_OPTIONS, OptionError, check_parameter
 from pyllama.store.adapters import AdapterMismatch, check_adapter
+from pyllama.store.draft import DraftMismatch, check_draft_file
 from pyllama.store.errors import InvalidRequest, NotFound, StoreError
 from pyllama.store.fsutil import sha256_file, temp_path
 from pyllama.store.gguf_meta import GGUFError, GGUFInfo, human_number, is_gguf, read_gguf
@@ -273,6 +274,20 @@ def _check_adapters(hold: BlobHold, weights: list[Layer], model_info: GGUFInfo, 
             raise InvalidRequest(f'adapter "{name}" does not fit the base model "{base_label}": {exc}') from None
 
 
+def _check_draft(store: Store, weights: list[Layer], base_label: str, names: dict[str, str]) -> None:
+    """A DRAFT (new or inherited) must share the weights' vocabulary."""
+    model = next((layer for layer in weights if layer.media_type == MEDIA_MODEL), None)
+    for layer in weights:
+        if layer.media_type != MEDIA_DRAFT or model is None:
+            continue
+        name = names.get(layer.digest, layer.digest)
+        try:
+            check_draft_file(store.blob_path(layer.digest), store.blob_path(model.digest))
+        except DraftMismatch as exc:
+            raise InvalidRequest(f'draft model "{name}" does not share the vocabulary of the model '
+                                 f'"{base_label}": {exc}') from None
+
+
 def create_model(
     store: Store,
     spec: CreateSpec,
@@ -362,6 +377,7 @@ def _create(store: Store, hold: BlobHold, spec: CreateSpec, emit: Emit, pull: Pu
     if model_info is not None:
         names = {digest: filename for filename, digest in (*files.items(), *spec.adapters.items())}
         _check_adapters(hold, weights, model_info, base_label, names)
+        _check_draft(store, weights, base_label, {d: f for f, d in spec.draft_files.items()})
 
     if spec.quantize:
         index = next((i for i, layer in enumerate(weights) if layer.media_type == MEDIA_MODEL), None)
