@@ -95,6 +95,12 @@ class Config:
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
     generic_tools: bool = True
     """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
+    metrics: bool | None = None
+    """Serve /metrics (PYLLAMA_METRICS); None: on unless bound to a public address without API keys."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """PYLLAMA_API_KEYS: any of them unlocks the API (with api_keys_file: either's keys). Never in a repr."""
+    api_keys_file: str = ""
+    """PYLLAMA_API_KEYS_FILE: one key per line, re-read on SIGHUP."""
 
     @property
     def base_url(self) -> str:
@@ -116,6 +122,7 @@ class Config:
         origins_raw = _raw(env, "ORIGINS")
         origins = tuple(o.strip() for o in origins_raw.split(",") if o.strip())
         flash_raw = _raw(env, "FLASH_ATTENTION")
+        metrics_raw = _raw(env, "METRICS")
         return cls(
             scheme=scheme,
             host=host,
@@ -133,4 +140,8 @@ class Config:
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
+            metrics=parse_bool(metrics_raw) if metrics_raw else None,
+            # Ours alone: Ollama has no API keys, so no OLLAMA_ fallback.
+            api_keys=tuple(k.strip() for k in env.get("PYLLAMA_API_KEYS", "").split(",") if k.strip()),
+            api_keys_file=env.get("PYLLAMA_API_KEYS_FILE", "").strip(),
         )

@@ -37,9 +37,10 @@ import msgspec
 
 from pyllama.config import Config
 from pyllama.engine import EngineError, InvalidRequestError
-from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
+from pyllama.engine.types import FINAL_EVENTS, Chunk, Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
+from pyllama.observer import RunnerStat, SchedulerObserver
 from pyllama.runner import (
     LoadSpec,
     MemoryEstimate,
@@ -113,6 +114,7 @@ class _Runner:
     slots: asyncio.Semaphore
     keep_alive: float
     refs: int = 0
+    busy: int = 0  # slots held (refs also counts requests still waiting for one)
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
@@ -161,6 +163,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._pending = 0
         self._closed = False
+        self.observer = SchedulerObserver()  # the /metrics collector replaces it
 
     # ---- public API --------------------------------------------------------------------
 
@@ -171,7 +174,7 @@ class Scheduler:
         Raises ServerBusyError, ModelLoadError, InsufficientMemoryError,
         InvalidRequestError (bad request, before anything streams)."""
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=False)
-        return self._events(runner, stream, waited)
+        return self._events(runner, stream, waited, ref.name)
 
     async def embed(self, ref: ModelRef, request: EmbedRequest, *,
                     options: Mapping[str, Any] | RunnerOptions | None = None,
@@ -182,7 +185,7 @@ class Scheduler:
                                       "embeddings use the model's adapters as stored")
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=True)
         result: Embeddings | None = None
-        async for event in self._events(runner, stream, waited):
+        async for event in self._events(runner, stream, waited, ref.name):
             if isinstance(event, Failure):
                 raise EngineError(event.message, event.kind)
             if isinstance(event, Embeddings):
@@ -220,6 +223,13 @@ class Scheduler:
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
             adapters=r.ref.adapters)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
+
+    def runner_stats(self) -> list[RunnerStat]:
+        """Slots and KV cache cells of every loaded runner (for /metrics)."""
+        return [RunnerStat(model=r.ref.name, role="embed" if r.key[2] else "generate", slots=r.client.spec.n_parallel,
+                           slots_busy=r.busy, kv_used=r.client.kv_used,
+                           kv_total=r.client.info.n_ctx if r.client.info else 0)
+                for r in self._runners.values()]
 
     @property
     def pending(self) -> int:
@@ -262,14 +272,24 @@ class Scheduler:
             return runner, stream, time.perf_counter_ns() - t0
         raise AssertionError("unreachable")
 
-    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int) -> AsyncIterator[Event]:
+    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int,
+                      model: str | None = None) -> AsyncIterator[Event]:
         """Forward a runner stream; release the slot however it ends (a
-        consumer that stops early cancels the request in the runner)."""
+        consumer that stops early cancels the request in the runner).
+        The observer hears of the first chunk and the final event only."""
+        started = time.perf_counter_ns() - waited
+        model = model or runner.ref.name
+        first = True
         try:
             while (event := await stream.next()) is not None:
+                if first and isinstance(event, Chunk):
+                    first = False
+                    self.observer.first_token(model, (time.perf_counter_ns() - started) / 1e9)
                 if isinstance(event, (Done, Embeddings)) and waited:
                     event = msgspec.structs.replace(event, load_duration=event.load_duration + waited,
                                                     total_duration=event.total_duration + waited)
+                if isinstance(event, FINAL_EVENTS):
+                    self.observer.finished(model, event)
                 yield event
         finally:
             if not stream.finished:
@@ -284,6 +304,7 @@ class Scheduler:
         if self._closed:
             raise SchedulerClosedError("the server is shutting down")
         if self._pending >= self.max_queue:
+            self.observer.queue_full()
             raise ServerBusyError()
         self._pending += 1
         try:
@@ -294,6 +315,7 @@ class Scheduler:
                 runner.refs -= 1
                 self._after_release(runner)
                 raise
+            runner.busy += 1
         finally:
             self._pending -= 1
         runner.keep_alive = keep_alive
@@ -392,10 +414,13 @@ class Scheduler:
                         lora=list(key[1]))
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
+        t0 = time.monotonic()
         try:
             client = await RunnerClient.start(spec, timeout=self.load_timeout, log_level=self.runner_log_level)
         except RunnerLoadError as exc:
+            self.observer.model_loaded(ref.name, time.monotonic() - t0, ok=False)
             raise ModelLoadError(str(exc)) from None
+        self.observer.model_loaded(ref.name, time.monotonic() - t0, ok=True)
         info = client.info
         memory = info.memory if info is not None and info.memory else estimate.total
         estimate = MemoryEstimate(weights=estimate.weights, kv_cache=estimate.kv_cache,
@@ -416,6 +441,7 @@ class Scheduler:
         await runner.client.wait_closed()
         if self._runners.get(runner.key) is runner:
             log.warning("runner for %s exited: %s", runner.ref.name, runner.client.exit_message)
+            self.observer.runner_exited(runner.ref.name)
             del self._runners[runner.key]
             runner.cancel_timer()
         self._notify()
@@ -425,6 +451,7 @@ class Scheduler:
     def _release(self, runner: _Runner) -> None:
         """A request ended: free its slot; start the keep-alive clock when idle."""
         runner.slots.release()
+        runner.busy -= 1
         runner.refs -= 1
         self._after_release(runner)
 

@@ -25,7 +25,8 @@ from pyllama.cli.flags import (
 PROGRAM = "pyllama"
 SHORT = "Large language model runner"
 
-HOST_ENV = (("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434); falls back to OLLAMA_HOST"),)
+HOST_ENV = (("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434); falls back to OLLAMA_HOST"),
+            ("PYLLAMA_API_KEY", "API key sent to a server started with PYLLAMA_API_KEYS"))
 
 #: serve's flags and the variables they set (ours; `ollama serve` reads only the environment).
 SERVE_FLAGS = {
@@ -39,6 +40,7 @@ SERVE_FLAGS = {
     "origins": ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     "flash-attention": ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     "kv-cache-type": ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (f16, q8_0, q4_0)"),
+    "metrics": ("PYLLAMA_METRICS", "Serve Prometheus metrics at /metrics (1) or not (0)"),
 }
 
 SERVE_ENV = (
@@ -54,6 +56,10 @@ SERVE_ENV = (
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
     ("PYLLAMA_NUM_THREADS", "Decode threads per model runner (default: all cores)"),
+    ("PYLLAMA_METRICS", "Serve Prometheus metrics at /metrics (default: on, off on a public address "
+                        "without API keys)"),
+    ("PYLLAMA_API_KEYS", "Comma separated API keys; when set every route but / and /api/version needs one"),
+    ("PYLLAMA_API_KEYS_FILE", "File with one API key per line, re-read on SIGHUP"),
     ("", "Each PYLLAMA_X falls back to OLLAMA_X when unset."),
 )
 
