@@ -100,6 +100,6 @@ def create_app(config: Config | None = None) -> Litestar:
         debug=False,
     )
     # In front of everything Litestar does, unknown paths included.
-    inner = metrics.wrap(app.asgi_handler) if metrics is not None else app.asgi_handler
+    inner = metrics.wrap(app.asgi_handler) if metrics is not None else app.asgi_handler  # type: ignore[arg-type]
     app.asgi_handler = RequestGuard(inner, bind_host=config.host, origins=config.origins)
     return app

@@ -29,7 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pyllama.config import Config
-from pyllama.engine.types import Done, Embeddings, Event
+from pyllama.engine.types import Done, Embeddings, Event, Failure
 from pyllama.observer import SchedulerObserver
 from pyllama.scheduler import Scheduler
 from pyllama.server.guard import ASGIApp, Message, Receive, Scope, Send, is_loopback_bind
@@ -106,7 +106,7 @@ class Metrics(SchedulerObserver):
         elif isinstance(event, Embeddings):
             self.prompt_tokens.labels(model).inc(event.prompt_eval_count)
             self.requests_done.labels(model, "done").inc()
-        else:
+        elif isinstance(event, Failure):
             self.requests_done.labels(model, event.kind).inc()
 
     # ---- HTTP ------------------------------------------------------------------------------
