@@ -3,7 +3,6 @@ Prometheus would (prometheus_client's own text parser)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from serverutil import SRC_DIR, _stop, free_port, wait_http
+from serverutil import _stop, clean_env, free_port, wait_http
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,14 +34,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without PYLLAMA_*/OLLAMA_* settings, pyllama importable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
 
 
 @dataclass
