@@ -4,6 +4,7 @@ before and after requests: counters move by what the responses themselves report
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from gguf import GGUFReader
 
 from inferenceutil import MODEL, options
 from opsutil import Served, moved, pyllama_serve, scrape, value
@@ -149,3 +151,37 @@ def test_default_is_on_except_on_a_public_address_without_keys() -> None:
     assert metrics_enabled(public, keys_enabled=True)
     assert metrics_enabled(Config.from_env({"PYLLAMA_HOST": "0.0.0.0", "PYLLAMA_METRICS": "1"}), keys_enabled=False)
     assert not metrics_enabled(Config.from_env({"PYLLAMA_METRICS": "false"}), keys_enabled=True)
+
+
+def test_a_running_stream_holds_a_slot(served: Served) -> None:
+    body = {"model": MODEL, "prompt": "Tell a long story.", "options": options(num_predict=200)}
+    with httpx.stream("POST", served.base + "/api/generate", json=body, timeout=120) as response:
+        lines = response.iter_lines()
+        next(lines)  # the first token is out: the request holds its slot
+        during = scrape(served.base)
+        assert value(during, "pyllama_slots_busy", model=NAME, role="generate") == 1
+        assert value(during, "pyllama_kv_cache_cells_used", model=NAME, role="generate") > 0
+    # Leaving early cancelled it: the slot is free again once the runner has stopped it.
+    wait_for(lambda: value(scrape(served.base), "pyllama_slots_busy", model=NAME, role="generate") == 0,
+             "the cancelled request released its slot")
+    wait_for(lambda: value(scrape(served.base), "pyllama_model_requests_total", model=NAME,
+                           outcome="cancelled") >= 1, "the cancellation was counted")
+
+
+def test_a_failed_load_is_counted(served: Served, client: ollama.Client, model_path: Path, tmp_path: Path) -> None:
+    # SmolLM2 with one tensor's declared shape halved: the header, vocabulary and tensor bounds
+    # still read (what the server checks), but loading the weights in the runner fails.
+    broken = tmp_path / "broken.gguf"
+    shutil.copy(model_path, broken)
+    reader = GGUFReader(broken, "r+")
+    [norm] = [t for t in reader.tensors if t.name == "output_norm.weight"]
+    norm.field.parts[3][0] //= 2
+    del reader
+    client.create("broken", files={"model.gguf": client.create_blob(broken)})
+    before = scrape(served.base)
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.generate("broken", "Hi", options=options(num_predict=1))
+    assert "unable to load model" in str(caught.value) and "output_norm.weight" in str(caught.value)
+    after = scrape(served.base)
+    assert moved(before, after, "pyllama_model_loads_total", model="broken:latest", result="error") == 1
+    assert moved(before, after, "pyllama_model_load_duration_seconds_count", model="broken:latest") == 0

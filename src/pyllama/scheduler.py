@@ -60,6 +60,7 @@ log = logging.getLogger("pyllama.scheduler")
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
+_ABANDONED = Failure("the request was cancelled", kind="cancelled")
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -294,6 +295,7 @@ class Scheduler:
         finally:
             if not stream.finished:
                 stream.cancel()
+                self.observer.finished(model, _ABANDONED)  # the consumer left before the end
             self._release(runner)
 
     # ---- acquiring a runner ------------------------------------------------------------------
@@ -352,7 +354,11 @@ class Scheduler:
                 else:
                     if runner is not None:
                         await self._unload(runner)
-                    estimate = self._estimate(ref, wanted, embeddings)
+                    try:
+                        estimate = self._estimate(ref, wanted, embeddings)
+                    except ModelLoadError:  # the file is unreadable or corrupt: a load that failed
+                        self.observer.model_loaded(ref.name, 0.0, ok=False)
+                        raise
                     wait_for, use_gpu = await self._make_room(key, estimate)
                     if wait_for is None:
                         runner = await self._start(key, ref, wanted, estimate, use_gpu)
