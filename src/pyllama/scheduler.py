@@ -54,47 +54,14 @@ from pyllama.runner import (
 )
 from pyllama.runner import watchdog
 from pyllama.runner.memory import gpu_devices, type_bytes
+from pyllama.scheduler_errors import (BUSY_MESSAGE, InsufficientMemoryError, ModelLoadError, SchedulerClosedError,
+                                      SchedulerError, ServerBusyError)
 from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
 
-BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
 _ABANDONED = Failure("the request was cancelled", kind="cancelled")
-
-
-# ---- errors ---------------------------------------------------------------------------------
-
-
-class SchedulerError(RuntimeError):
-    """A request could not be scheduled; ``status_code`` is the HTTP status."""
-
-    status_code = 500
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class ServerBusyError(SchedulerError):
-    """More than PYLLAMA_MAX_QUEUE requests are waiting."""
-
-    status_code = 503
-
-    def __init__(self) -> None:
-        super().__init__(BUSY_MESSAGE)
-
-
-class ModelLoadError(SchedulerError):
-    """The runner could not load the model (``unable to load model: ...``)."""
-
-
-class InsufficientMemoryError(SchedulerError):
-    """The model does not fit in free memory even with every idle model unloaded."""
-
-
-class SchedulerClosedError(SchedulerError):
-    """The scheduler was closed (the server is shutting down)."""
 
 
 # ---- loaded runners -------------------------------------------------------------------------
@@ -354,11 +321,7 @@ class Scheduler:
                 else:
                     if runner is not None:
                         await self._unload(runner)
-                    try:
-                        estimate = self._estimate(ref, wanted, embeddings)
-                    except ModelLoadError:  # the file is unreadable or corrupt: a load that failed
-                        self.observer.model_loaded(ref.name, 0.0, ok=False)
-                        raise
+                    estimate = self._estimate(ref, wanted, embeddings)
                     wait_for, use_gpu = await self._make_room(key, estimate)
                     if wait_for is None:
                         runner = await self._start(key, ref, wanted, estimate, use_gpu)
