@@ -82,6 +82,7 @@ class _Runner:
     slots: asyncio.Semaphore
     keep_alive: float
     refs: int = 0
+    n_slots: int = 1  # the size of ``slots``
     busy: int = 0  # slots held (refs also counts requests still waiting for one)
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float = 0.0
@@ -194,7 +195,7 @@ class Scheduler:
 
     def runner_stats(self) -> list[RunnerStat]:
         """Slots and KV cache cells of every loaded runner (for /metrics)."""
-        return [RunnerStat(model=r.ref.name, role="embed" if r.key[2] else "generate", slots=r.client.spec.n_parallel,
+        return [RunnerStat(model=r.ref.name, role="embed" if r.key[2] else "generate", slots=r.n_slots,
                            slots_busy=r.busy, kv_used=r.client.kv_used,
                            kv_total=r.client.info.n_ctx if r.client.info else 0)
                 for r in self._runners.values()]
@@ -396,7 +397,7 @@ class Scheduler:
                                   compute=max(0, memory - estimate.weights - estimate.kv_cache))
         runner = _Runner(key=key, ref=ref, options=options, client=client, estimate=estimate,
                          size_vram=estimate.total if on_gpu and n_gpu_layers != 0 else 0,
-                         slots=asyncio.Semaphore(n_parallel), keep_alive=self.default_keep_alive)
+                         slots=asyncio.Semaphore(n_parallel), n_slots=n_parallel, keep_alive=self.default_keep_alive)
         runner.set_expiry(time.time())
         self._runners[key] = runner
         for coro in (self._watch(runner), watchdog.watch(client, self.watchdog_timeout, ref.name)):
