@@ -74,12 +74,16 @@ def load_engine(spec: LoadSpec) -> Engine:
 
 def kv_cells_used(ctx: _native.Context) -> int:
     """Cells the context's sequences hold: each sequence's position span
-    (n_seq_max calls into llama.cpp; only on the loop thread, which owns the context)."""
+    (n_seq_max calls into llama.cpp; only on the loop thread, which owns the context).
+    0 for a context without a KV cache (a non-causal embedding model's)."""
     used = 0
-    for seq in range(ctx.n_seq_max):
-        top = ctx.seq_pos_max(seq)
-        if top >= 0:
-            used += top - ctx.seq_pos_min(seq) + 1
+    try:
+        for seq in range(ctx.n_seq_max):
+            top = ctx.seq_pos_max(seq)
+            if top >= 0:
+                used += top - ctx.seq_pos_min(seq) + 1
+    except _native.LlamaError:
+        return 0
     return used
 
 
@@ -137,7 +141,7 @@ class RunnerServer:
         if (busy and now - self._last_progress >= PROGRESS_INTERVAL) or (self._was_busy and not busy):
             self._last_progress = now
             assert self.engine is not None
-            self.out.queue(Progress(kv_cells_used(self.engine.ctx)))
+            self.out.queue(Progress(kv_cells_used(self.engine.ctx)))  # never raises: this thread decodes
         self._was_busy = busy
         self.flush()
 
