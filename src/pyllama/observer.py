@@ -2,15 +2,21 @@
 
 The scheduler calls these on its event loop at moments it handles anyway: a
 load ends, a request's first and last event, a refusal, a runner that died.
-Never per token. The base class ignores everything, so a server without
-metrics pays one no-op call per request.
+A request's events pass through ``RequestWatch.see`` (one method call and an
+``isinstance``: no per-token bookkeeping). The base class ignores
+everything, so a server without metrics pays next to nothing.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pyllama.engine.types import Event
+from pyllama.engine.types import FINAL_EVENTS, Chunk, Event, Failure
+
+ABANDONED = Failure("the request was cancelled", kind="cancelled")
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,50 @@ class RunnerStat:
     kv_total: int
 
 
+class RequestWatch:
+    """One request's events, for the observer: its first chunk and its end."""
+
+    __slots__ = ("_observer", "_model", "_started", "_first", "_ended")
+
+    def __init__(self, observer: SchedulerObserver, model: str, waited_ns: int) -> None:
+        self._observer = observer
+        self._model = model
+        self._started = time.perf_counter_ns() - waited_ns  # when it was scheduled
+        self._first = True
+        self._ended = False
+
+    def see(self, event: Event) -> None:
+        if self._first and isinstance(event, Chunk):
+            self._first = False
+            self._observer.first_token(self._model, (time.perf_counter_ns() - self._started) / 1e9)
+        elif isinstance(event, FINAL_EVENTS):
+            self._ended = True
+            self._observer.finished(self._model, event)
+
+    def close(self) -> None:
+        """The consumer stopped reading: a request that had not ended counts as cancelled."""
+        if not self._ended:
+            self._ended = True
+            self._observer.finished(self._model, ABANDONED)
+
+
 class SchedulerObserver:
     """Events of the scheduler's life; override what you count."""
+
+    def watch(self, model: str, waited_ns: int) -> RequestWatch:
+        """A tracker for one request's events (``waited_ns``: scheduling it took this long)."""
+        return RequestWatch(self, model, waited_ns)
+
+    @contextmanager
+    def loading(self, model: str) -> Iterator[None]:
+        """Around a runner start: ``model_loaded`` with its time and whether it raised."""
+        t0 = time.monotonic()
+        try:
+            yield
+        except Exception:  # a cancelled load (the server stopping) is not a failed one
+            self.model_loaded(model, time.monotonic() - t0, ok=False)
+            raise
+        self.model_loaded(model, time.monotonic() - t0, ok=True)
 
     def model_loaded(self, model: str, seconds: float, ok: bool) -> None:
         """A runner finished loading (``ok``) or failed to, after ``seconds``."""

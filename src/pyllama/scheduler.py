@@ -37,7 +37,7 @@ import msgspec
 
 from pyllama.config import Config
 from pyllama.engine import EngineError, InvalidRequestError
-from pyllama.engine.types import FINAL_EVENTS, Chunk, Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
+from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
 from pyllama.observer import RunnerStat, SchedulerObserver
@@ -61,7 +61,6 @@ from pyllama.store.gguf_meta import GGUFError
 log = logging.getLogger("pyllama.scheduler")
 
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
-_ABANDONED = Failure("the request was cancelled", kind="cancelled")
 
 
 # ---- loaded runners -------------------------------------------------------------------------
@@ -195,10 +194,8 @@ class Scheduler:
 
     def runner_stats(self) -> list[RunnerStat]:
         """Slots and KV cache cells of every loaded runner (for /metrics)."""
-        return [RunnerStat(model=r.ref.name, role="embed" if r.key[2] else "generate", slots=r.n_slots,
-                           slots_busy=r.busy, kv_used=r.client.kv_used,
-                           kv_total=r.client.info.n_ctx if r.client.info else 0)
-                for r in self._runners.values()]
+        return [RunnerStat(r.ref.name, "embed" if r.key[2] else "generate", r.n_slots, r.busy, r.client.kv_used,
+                           r.client.info.n_ctx if r.client.info else 0) for r in self._runners.values()]
 
     @property
     def pending(self) -> int:
@@ -244,26 +241,19 @@ class Scheduler:
     async def _events(self, runner: _Runner, stream: RunnerStream, waited: int,
                       model: str | None = None) -> AsyncIterator[Event]:
         """Forward a runner stream; release the slot however it ends (a
-        consumer that stops early cancels the request in the runner).
-        The observer hears of the first chunk and the final event only."""
-        started = time.perf_counter_ns() - waited
-        model = model or runner.ref.name
-        first = True
+        consumer that stops early cancels the request in the runner)."""
+        watch = self.observer.watch(model or runner.ref.name, waited)
         try:
             while (event := await stream.next()) is not None:
-                if first and isinstance(event, Chunk):
-                    first = False
-                    self.observer.first_token(model, (time.perf_counter_ns() - started) / 1e9)
                 if isinstance(event, (Done, Embeddings)) and waited:
                     event = msgspec.structs.replace(event, load_duration=event.load_duration + waited,
                                                     total_duration=event.total_duration + waited)
-                if isinstance(event, FINAL_EVENTS):
-                    self.observer.finished(model, event)
+                watch.see(event)
                 yield event
         finally:
             if not stream.finished:
                 stream.cancel()
-                self.observer.finished(model, _ABANDONED)  # the consumer left before the end
+            watch.close()
             self._release(runner)
 
     # ---- acquiring a runner ------------------------------------------------------------------
@@ -384,13 +374,11 @@ class Scheduler:
                         lora=list(key[1]))
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
-        t0 = time.monotonic()
         try:
-            client = await RunnerClient.start(spec, timeout=self.load_timeout, log_level=self.runner_log_level)
+            with self.observer.loading(ref.name):
+                client = await RunnerClient.start(spec, timeout=self.load_timeout, log_level=self.runner_log_level)
         except RunnerLoadError as exc:
-            self.observer.model_loaded(ref.name, time.monotonic() - t0, ok=False)
             raise ModelLoadError(str(exc)) from None
-        self.observer.model_loaded(ref.name, time.monotonic() - t0, ok=True)
         info = client.info
         memory = info.memory if info is not None and info.memory else estimate.total
         estimate = MemoryEstimate(weights=estimate.weights, kv_cache=estimate.kv_cache,
