@@ -131,6 +131,10 @@ class Config:
             noprune=parse_bool(_raw(env, "NOPRUNE")),
             no_cloud=parse_bool(_raw(env, "NO_CLOUD")),
             origins=origins,
+            metrics=parse_bool(metrics_raw) if metrics_raw else None,
+            # Ours alone: Ollama has no API keys, so no OLLAMA_ fallback.
+            api_keys=tuple(k.strip() for k in env.get("PYLLAMA_API_KEYS", "").split(",") if k.strip()),
+            api_keys_file=env.get("PYLLAMA_API_KEYS_FILE", "").strip(),
             keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
             num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,
             max_loaded_models=_uint(_raw(env, "MAX_LOADED_MODELS"), 0),
@@ -140,8 +144,4 @@ class Config:
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
-            metrics=parse_bool(metrics_raw) if metrics_raw else None,
-            # Ours alone: Ollama has no API keys, so no OLLAMA_ fallback.
-            api_keys=tuple(k.strip() for k in env.get("PYLLAMA_API_KEYS", "").split(",") if k.strip()),
-            api_keys_file=env.get("PYLLAMA_API_KEYS_FILE", "").strip(),
         )

@@ -54,8 +54,14 @@ from pyllama.runner import (
 )
 from pyllama.runner import watchdog
 from pyllama.runner.memory import gpu_devices, type_bytes
-from pyllama.scheduler_errors import (BUSY_MESSAGE, InsufficientMemoryError, ModelLoadError, SchedulerClosedError,
-                                      SchedulerError, ServerBusyError)
+from pyllama.scheduler_errors import (
+    BUSY_MESSAGE,
+    InsufficientMemoryError,
+    ModelLoadError,
+    SchedulerClosedError,
+    SchedulerError,
+    ServerBusyError,
+)
 from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
@@ -399,9 +405,9 @@ class Scheduler:
         await runner.client.wait_closed()
         if self._runners.get(runner.key) is runner:
             log.warning("runner for %s exited: %s", runner.ref.name, runner.client.exit_message)
-            self.observer.runner_exited(runner.ref.name)
             del self._runners[runner.key]
             runner.cancel_timer()
+            self.observer.runner_exited(runner.ref.name)
         self._notify()
 
     # ---- releasing and unloading ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Why a request could not be scheduled, each with its HTTP status (the API maps them)."""
+"""What the scheduler raises: each error carries the HTTP status it becomes."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from types import FrameType
 from typing import Any
 
@@ -45,15 +44,9 @@ def serve(overrides: dict[str, str], verbose: bool = False) -> int:
     from pyllama.config import Config
     from pyllama.server.app import create_app
 
-    from pyllama.server.auth import ApiKeysError
-
     os.environ.update(overrides)
     config = Config.from_env()
-    try:
-        app = create_app(config)
-    except ApiKeysError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    app = create_app(config)
     server = _Server(uvicorn.Config(app, host=config.host, port=config.port,
                                     log_level="info" if verbose else "warning", access_log=verbose), app)
     try:

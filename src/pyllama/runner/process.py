@@ -46,6 +46,21 @@ log = logging.getLogger("pyllama.runner")
 PROGRESS_INTERVAL = 1.0  # seconds between Progress frames while requests run
 
 
+def kv_cells_used(ctx: _native.Context) -> int:
+    """Cells the context's sequences hold: each sequence's position span
+    (n_seq_max calls into llama.cpp; only on the loop thread, which owns the context).
+    0 for a context without a KV cache (a non-causal embedding model's)."""
+    used = 0
+    try:
+        for seq in range(ctx.n_seq_max):
+            top = ctx.seq_pos_max(seq)
+            if top >= 0:
+                used += top - ctx.seq_pos_min(seq) + 1
+    except _native.LlamaError:
+        return 0
+    return used
+
+
 def load_engine(spec: LoadSpec) -> Engine:
     """Build and start the engine; raises with llama.cpp's reason on failure
     (for an adapter that does not fit, naming the adapter and the model)."""
@@ -70,21 +85,6 @@ def load_engine(spec: LoadSpec) -> Engine:
             reason = errors.reason or str(exc)
             raise RuntimeError(what + (f": {reason}" if reason else "")) from exc
     return engine.start()
-
-
-def kv_cells_used(ctx: _native.Context) -> int:
-    """Cells the context's sequences hold: each sequence's position span
-    (n_seq_max calls into llama.cpp; only on the loop thread, which owns the context).
-    0 for a context without a KV cache (a non-causal embedding model's)."""
-    used = 0
-    try:
-        for seq in range(ctx.n_seq_max):
-            top = ctx.seq_pos_max(seq)
-            if top >= 0:
-                used += top - ctx.seq_pos_min(seq) + 1
-    except _native.LlamaError:
-        return 0
-    return used
 
 
 class RunnerServer:

@@ -89,16 +89,18 @@ def create_app(config: Config | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[root, version, status, models_router, inference_router, openai_router, anthropic_router,
-                        responses_router, openapi_json, *([prometheus.metrics_route] if metrics else [])],
-        guards=[keys.guard] if keys.enabled else None,
+                        responses_router, openapi_json],
         openapi_config=None,  # ours (server/openapi.py) describes the bodies the handlers decode
         state=state,
         exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]
+        guards=[keys.guard] if keys.enabled else None,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=None,
         debug=False,
     )
+    if metrics is not None:
+        app.register(prometheus.metrics_route)
     # In front of everything Litestar does, unknown paths included.
     inner = metrics.wrap(app.asgi_handler) if metrics is not None else app.asgi_handler  # type: ignore[arg-type]
     app.asgi_handler = RequestGuard(inner, bind_host=config.host, origins=config.origins)
