@@ -244,11 +244,10 @@ class Scheduler:
             return runner, stream, time.perf_counter_ns() - t0
         raise AssertionError("unreachable")
 
-    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int,
-                      model: str | None = None) -> AsyncIterator[Event]:
+    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int, name: str = "") -> AsyncIterator[Event]:
         """Forward a runner stream; release the slot however it ends (a
         consumer that stops early cancels the request in the runner)."""
-        watch = self.observer.watch(model or runner.ref.name, waited)
+        watch = self.observer.watch(name or runner.ref.name, waited)  # name: the model as requested
         try:
             while (event := await stream.next()) is not None:
                 if isinstance(event, (Done, Embeddings)) and waited:
