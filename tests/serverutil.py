@@ -54,14 +54,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without PYLLAMA_*/OLLAMA_* settings (they would leak into tests), pyllama
+    importable from the checkout, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
 @contextmanager
 def start_server(env: Mapping[str, str] | None = None, port: int | None = None) -> Iterator[str]:
     """Run pyllama's app in a subprocess; yield its base URL (``http://127.0.0.1:N``)."""
     port = port or free_port()
-    # Start from a clean slate: inherited PYLLAMA_*/OLLAMA_* settings would leak into tests.
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), full_env.get("PYTHONPATH", "")) if p)
-    full_env.update(env or {})
+    full_env = clean_env(**(env or {}))
     full_env.setdefault("PYLLAMA_HOST", f"127.0.0.1:{port}")
     cmd = [
         sys.executable,

@@ -97,6 +97,12 @@ class Config:
     tensor_split: str = ""  # PYLLAMA_TENSOR_SPLIT (shares per device), parsed by pyllama.rpc
     generic_tools: bool = True
     """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
+    metrics: bool | None = None
+    """Serve /metrics (PYLLAMA_METRICS); None: on unless bound to a public address without API keys."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """PYLLAMA_API_KEYS: any of them unlocks the API (with api_keys_file: either's keys). Never in a repr."""
+    api_keys_file: str = ""
+    """PYLLAMA_API_KEYS_FILE: one key per line, re-read on SIGHUP."""
 
     @property
     def base_url(self) -> str:
@@ -118,6 +124,7 @@ class Config:
         origins_raw = _raw(env, "ORIGINS")
         origins = tuple(o.strip() for o in origins_raw.split(",") if o.strip())
         flash_raw = _raw(env, "FLASH_ATTENTION")
+        metrics_raw = _raw(env, "METRICS")
         return cls(
             scheme=scheme,
             host=host,
@@ -126,6 +133,10 @@ class Config:
             noprune=parse_bool(_raw(env, "NOPRUNE")),
             no_cloud=parse_bool(_raw(env, "NO_CLOUD")),
             origins=origins,
+            metrics=parse_bool(metrics_raw) if metrics_raw else None,
+            # Ours alone: Ollama has no API keys, so no OLLAMA_ fallback.
+            api_keys=tuple(k.strip() for k in env.get("PYLLAMA_API_KEYS", "").split(",") if k.strip()),
+            api_keys_file=env.get("PYLLAMA_API_KEYS_FILE", "").strip(),
             keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
             num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,
             max_loaded_models=_uint(_raw(env, "MAX_LOADED_MODELS"), 0),

@@ -40,6 +40,7 @@ from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest, RerankRequest
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
+from pyllama.observer import RunnerStat, SchedulerObserver
 from pyllama.rpc import RpcPool, RpcUnreachableError, parse_tensor_split
 from pyllama.runner import (
     LoadSpec,
@@ -89,6 +90,8 @@ class _Runner:
     slots: asyncio.Semaphore
     keep_alive: float
     refs: int = 0
+    n_slots: int = 1  # the size of ``slots``
+    busy: int = 0  # slots held (refs also counts requests still waiting for one)
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
@@ -139,6 +142,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._pending = 0
         self._closed = False
+        self.observer = SchedulerObserver()  # the /metrics collector replaces it
 
     # ---- public API --------------------------------------------------------------------
 
@@ -149,7 +153,7 @@ class Scheduler:
         Raises ServerBusyError, ModelLoadError, InsufficientMemoryError,
         InvalidRequestError (bad request, before anything streams)."""
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=False)
-        return self._events(runner, stream, waited)
+        return self._events(runner, stream, waited, ref.name)
 
     async def embed(self, ref: ModelRef, request: EmbedRequest | RerankRequest, *,
                     options: Mapping[str, Any] | RunnerOptions | None = None,
@@ -161,7 +165,7 @@ class Scheduler:
                                       "embeddings use the model's adapters as stored")
         runner, stream, waited = await self._start_request(ref, request, options, keep_alive, embeddings=True)
         result: Embeddings | None = None
-        async for event in self._events(runner, stream, waited):
+        async for event in self._events(runner, stream, waited, ref.name):
             if isinstance(event, Failure):
                 raise EngineError(event.message, event.kind)
             if isinstance(event, Embeddings):
@@ -200,6 +204,11 @@ class Scheduler:
             adapters=r.ref.adapters, devices=tuple(r.client.info.devices if r.client.info else ()),
             draft=None if r.client.spec.embeddings else r.ref.draft)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
+
+    def runner_stats(self) -> list[RunnerStat]:
+        """Slots and KV cache cells of every loaded runner (for /metrics)."""
+        return [RunnerStat(r.ref.name, "embed" if r.key[2] else "generate", r.n_slots, r.busy, r.client.kv_used,
+                           r.client.info.n_ctx if r.client.info else 0) for r in self._runners.values()]
 
     @property
     def pending(self) -> int:
@@ -242,18 +251,21 @@ class Scheduler:
             return runner, stream, time.perf_counter_ns() - t0
         raise AssertionError("unreachable")
 
-    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int) -> AsyncIterator[Event]:
+    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int, name: str = "") -> AsyncIterator[Event]:
         """Forward a runner stream; release the slot however it ends (a
         consumer that stops early cancels the request in the runner)."""
+        watch = self.observer.watch(name or runner.ref.name, waited)  # name: the model as requested
         try:
             while (event := await stream.next()) is not None:
                 if isinstance(event, (Done, Embeddings)) and waited:
                     event = msgspec.structs.replace(event, load_duration=event.load_duration + waited,
                                                     total_duration=event.total_duration + waited)
+                watch.see(event)
                 yield event
         finally:
             if not stream.finished:
                 stream.cancel()
+            watch.close()
             self._release(runner)
 
     # ---- acquiring a runner ------------------------------------------------------------------
@@ -264,6 +276,7 @@ class Scheduler:
         if self._closed:
             raise SchedulerClosedError("the server is shutting down")
         if self._pending >= self.max_queue:
+            self.observer.queue_full()
             raise ServerBusyError()
         self._pending += 1
         try:
@@ -274,6 +287,7 @@ class Scheduler:
                 runner.refs -= 1
                 self._after_release(runner)
                 raise
+            runner.busy += 1
         finally:
             self._pending -= 1
         runner.keep_alive = keep_alive
@@ -392,7 +406,8 @@ class Scheduler:
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:
-            client = await RunnerClient.start(spec, timeout=self.load_timeout, log_level=self.runner_log_level)
+            with self.observer.loading(ref.name):
+                client = await RunnerClient.start(spec, timeout=self.load_timeout, log_level=self.runner_log_level)
         except RunnerLoadError as exc:
             raise ModelLoadError(str(exc)) from None
         info = client.info
@@ -401,7 +416,7 @@ class Scheduler:
                                   compute=max(0, memory - estimate.weights - estimate.kv_cache))
         runner = _Runner(key=key, ref=ref, options=options, client=client, estimate=estimate,
                          size_vram=estimate.total if on_gpu and n_gpu_layers != 0 else 0,
-                         slots=asyncio.Semaphore(n_parallel), keep_alive=self.default_keep_alive)
+                         slots=asyncio.Semaphore(n_parallel), n_slots=n_parallel, keep_alive=self.default_keep_alive)
         runner.set_expiry(time.time())
         self._runners[key] = runner
         for coro in (self._watch(runner), watchdog.watch(client, self.watchdog_timeout, ref.name)):
@@ -425,6 +440,7 @@ class Scheduler:
             self.rpc.mark_lost(runner.client.spec.rpc_servers)
             del self._runners[runner.key]
             runner.cancel_timer()
+            self.observer.runner_exited(runner.ref.name)
         self._notify()
 
     # ---- releasing and unloading ---------------------------------------------------------------
@@ -432,6 +448,7 @@ class Scheduler:
     def _release(self, runner: _Runner) -> None:
         """A request ended: free its slot; start the keep-alive clock when idle."""
         runner.slots.release()
+        runner.busy -= 1
         runner.refs -= 1
         self._after_release(runner)
 

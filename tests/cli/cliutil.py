@@ -14,14 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serverutil import SRC_DIR
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLLAMA_", "OLLAMA_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
+from serverutil import clean_env
 
 
 @dataclass

@@ -4,6 +4,7 @@ exception carrying Ollama's message."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -26,13 +27,20 @@ def _message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
+def auth_headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``Authorization: Bearer $PYLLAMA_API_KEY`` for a server started with API keys."""
+    key = (os.environ if env is None else env).get("PYLLAMA_API_KEY", "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class Client:
     """A thin synchronous client for the pyllama / Ollama API."""
 
     def __init__(self, config: Config | None = None, timeout: float | None = None) -> None:
         self.config = config or Config.from_env()
         self.base_url = self.config.base_url
-        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0),
+                                 headers=auth_headers())
 
     def close(self) -> None:
         self.http.close()

@@ -25,7 +25,8 @@ from pyllama.cli.flags import (
 PROGRAM = "pyllama"
 SHORT = "Large language model runner"
 
-HOST_ENV = (("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434); falls back to OLLAMA_HOST"),)
+HOST_ENV = (("PYLLAMA_HOST", "IP Address for the pyllama server (default 127.0.0.1:11434); falls back to OLLAMA_HOST"),
+            ("PYLLAMA_API_KEY", "API key sent to a server started with PYLLAMA_API_KEYS"))
 
 #: serve's flags and the variables they set (ours; `ollama serve` reads only the environment).
 SERVE_FLAGS = {
@@ -36,6 +37,7 @@ SERVE_FLAGS = {
     "max-loaded-models": ("PYLLAMA_MAX_LOADED_MODELS", "Maximum number of loaded models"),
     "max-queue": ("PYLLAMA_MAX_QUEUE", "Maximum number of queued requests"),
     "context-length": ("PYLLAMA_CONTEXT_LENGTH", "Context length to use unless otherwise specified"),
+    "metrics": ("PYLLAMA_METRICS", "Serve Prometheus metrics at /metrics (1) or not (0)"),
     "origins": ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     "flash-attention": ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     "kv-cache-type": ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (f16, q8_0, q4_0)"),
@@ -51,6 +53,10 @@ SERVE_ENV = (
     ("PYLLAMA_MODELS", "The path to the models directory (default ~/.pyllama/models)"),
     ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 1)"),
     ("PYLLAMA_NOPRUNE", "Do not prune model blobs on startup"),
+    ("PYLLAMA_METRICS", "Serve Prometheus metrics at /metrics (default: on, off on a public address "
+                        "without API keys)"),
+    ("PYLLAMA_API_KEYS", "Comma separated API keys; when set every route but / and /api/version needs one"),
+    ("PYLLAMA_API_KEYS_FILE", "File with one API key per line, re-read on SIGHUP"),
     ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
@@ -73,9 +79,14 @@ def _run(args: argparse.Namespace, client: Client) -> int:
 
 def _serve(args: argparse.Namespace, client: Client | None) -> int:
     from pyllama.cli.serve import serve
+    from pyllama.server.auth import ApiKeysError
 
     overrides = {var: getattr(args, name.replace("-", "_")) for name, (var, _) in SERVE_FLAGS.items()}
-    return serve({var: value for var, value in overrides.items() if value is not None}, verbose=args.verbose)
+    try:
+        return serve({var: value for var, value in overrides.items() if value is not None}, verbose=args.verbose)
+    except ApiKeysError as exc:  # an unreadable PYLLAMA_API_KEYS_FILE, before the server starts
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _rpc_server(args: argparse.Namespace, client: Client | None) -> int:

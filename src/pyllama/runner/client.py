@@ -141,6 +141,7 @@ class RunnerClient:
         self.stop_reason = "the model runner was stopped"  # what requests in flight hear on close()
         self.info: Ready | None = None
         self.last_progress = time.monotonic()  # the last frame, or when work arrived at an idle runner
+        self.kv_used = 0  # KV cache cells in use, as the last Progress frame said
 
     # ---- start ------------------------------------------------------------------------
 
@@ -269,6 +270,7 @@ class RunnerClient:
     def _dispatch(self, message: object) -> None:
         self.last_progress = time.monotonic()
         if isinstance(message, Progress):
+            self.kv_used = message.kv_used
             return
         if isinstance(message, EventFrame):
             stream = self._streams.get(message.id)

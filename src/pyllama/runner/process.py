@@ -48,6 +48,21 @@ log = logging.getLogger("pyllama.runner")
 PROGRESS_INTERVAL = 1.0  # seconds between Progress frames while requests run
 
 
+def kv_cells_used(ctx: _native.Context) -> int:
+    """Cells the context's sequences hold: each sequence's position span
+    (n_seq_max calls into llama.cpp; only on the loop thread, which owns the context).
+    0 for a context without a KV cache (a non-causal embedding model's)."""
+    used = 0
+    try:
+        for seq in range(ctx.n_seq_max):
+            top = ctx.seq_pos_max(seq)
+            if top >= 0:
+                used += top - ctx.seq_pos_min(seq) + 1
+    except _native.LlamaError:
+        return 0
+    return used
+
+
 def load_engine(spec: LoadSpec) -> Engine:
     """Build and start the engine; raises with llama.cpp's reason on failure
     (for an adapter that does not fit, naming the adapter and the model)."""
@@ -104,6 +119,7 @@ class RunnerServer:
         self.engine: Engine | None = None
         self.handles: dict[int, RequestHandle] = {}
         self._last_progress = 0.0
+        self._was_busy = False
 
     def send(self, message: object) -> None:
         self.out.send(message)  # type: ignore[arg-type]
@@ -121,7 +137,7 @@ class RunnerServer:
             self.send(LoadFailed(str(exc)))
             return False
         self.engine = engine
-        engine.call_after_each_step(self.flush)
+        engine.call_after_each_step(self.after_step)
         memory = estimate_memory(spec.model, engine.ctx.n_ctx, n_ubatch=engine.ctx.n_ubatch,
                                  type_k=spec.type_k, type_v=spec.type_v)
         adapters = sum(os.path.getsize(path) for path in spec.lora)
@@ -142,14 +158,22 @@ class RunnerServer:
             self.handles.pop(request_id, None)
         self.out.queue(EventFrame(request_id, event))
 
-    def flush(self) -> None:
-        """Write the queued frames (and, at most once a second while requests
-        run, a Progress frame). If the server is gone they are dropped:
-        reading the end of stream stops everything."""
+    def after_step(self) -> None:
+        """On the engine's loop thread after each step: a Progress frame at most
+        once a second while requests run and once when the last one ended
+        (the KV cells an idle runner keeps for its prompt cache), then flush."""
+        busy = bool(self.handles)
         now = time.monotonic()
-        if self.handles and now - self._last_progress >= PROGRESS_INTERVAL:
+        if (busy and now - self._last_progress >= PROGRESS_INTERVAL) or (self._was_busy and not busy):
             self._last_progress = now
-            self.out.queue(Progress())
+            assert self.engine is not None
+            self.out.queue(Progress(kv_cells_used(self.engine.ctx)))  # never raises: this thread decodes
+        self._was_busy = busy
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the queued frames. If the server is gone they are dropped:
+        reading the end of stream stops everything."""
         try:
             self.out.flush()
         except OSError:

@@ -110,8 +110,11 @@ class EventFrame(msgspec.Struct, tag="event", array_like=True, gc=False):
 
 
 class Progress(msgspec.Struct, tag="progress", array_like=True, gc=False):
-    """The engine finished a decode step (sent at most once a second while it has work): a step
-    that evaluates a long prompt emits no event, and the server's watchdog must still see life."""
+    """The engine finished a decode step (sent at most once a second while it has work, and once
+    when it goes idle): a step that evaluates a long prompt emits no event, and the server's
+    watchdog must still see life. ``kv_used``: KV cache cells its sequences hold (for /metrics)."""
+
+    kv_used: int = 0
 
 
 ToRunner = Union[LoadSpec, Submit, Cancel, Shutdown]

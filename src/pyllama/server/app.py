@@ -15,7 +15,9 @@ from litestar.datastructures import State
 
 from pyllama.config import Config
 from pyllama.scheduler import Scheduler
+from pyllama.server import metrics as prometheus
 from pyllama.server.anthropic import anthropic_router
+from pyllama.server.auth import ApiKeys, warn_if_exposed
 from pyllama.server.errors import OLLAMA_HANDLERS
 from pyllama.server.guard import RequestGuard
 from pyllama.server.manage import models_router
@@ -65,6 +67,9 @@ def create_app(config: Config | None = None) -> Litestar:
     config = config or Config.from_env()
     store = Store(config.models, noprune=config.noprune)
     state = State({"config": config, "store": store})
+    keys = ApiKeys.from_config(config)  # ApiKeysError if the keys file cannot be read
+    warn_if_exposed(config, keys)
+    metrics = prometheus.install(state) if prometheus.metrics_enabled(config, keys.enabled) else None
 
     def on_startup(app: Litestar) -> None:
         store.root.mkdir(parents=True, exist_ok=True)
@@ -74,8 +79,12 @@ def create_app(config: Config | None = None) -> Litestar:
             log.warning("startup prune failed: %s", exc)
         # One scheduler per app, created inside the server's event loop.
         app.state.scheduler = Scheduler(config, n_threads=runner_threads())
+        if metrics is not None:
+            app.state.scheduler.observer = metrics
+        keys.watch_sighup()
 
     async def on_shutdown(app: Litestar) -> None:
+        keys.unwatch_sighup()
         scheduler: Scheduler | None = app.state.get("scheduler")
         if scheduler is not None:
             await scheduler.close()
@@ -86,11 +95,15 @@ def create_app(config: Config | None = None) -> Litestar:
         openapi_config=None,  # ours (server/openapi.py) describes the bodies the handlers decode
         state=state,
         exception_handlers=OLLAMA_HANDLERS,  # type: ignore[arg-type]
+        guards=[keys.guard] if keys.enabled else None,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         request_max_body_size=None,
         debug=False,
     )
+    if metrics is not None:
+        app.register(prometheus.metrics_route)
     # In front of everything Litestar does, unknown paths included.
-    app.asgi_handler = RequestGuard(app.asgi_handler, bind_host=config.host, origins=config.origins)
+    inner = metrics.wrap(app.asgi_handler) if metrics is not None else app.asgi_handler  # type: ignore[arg-type]
+    app.asgi_handler = RequestGuard(inner, bind_host=config.host, origins=config.origins)
     return app

@@ -32,7 +32,7 @@ _encoder = msgspec.json.Encoder()
 # Anthropic's error type for each status, as Ollama's compat layer maps them.
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                    404: "not_found_error", 429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}
-OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error"}
 
 
 class RequestError(Exception):
