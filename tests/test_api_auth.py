@@ -43,6 +43,14 @@ def test_public_routes_need_no_key(served: Served) -> None:
     assert httpx.head(served.base + "/api/version").status_code == 200
 
 
+def test_web_chat_page_loads_without_a_key(served: Served) -> None:
+    """The page's static files are open (it asks for the key itself); the API it calls is not."""
+    page = httpx.get(served.base + "/ui/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert httpx.get(served.base + "/ui/app.js").status_code == 200
+    assert httpx.get(served.base + "/api/tags").status_code == 401
+
+
 def test_ollama_family(served: Served) -> None:
     for headers in ({}, {"Authorization": f"Bearer {WRONG}"}, {"Authorization": KEYS[0]}, {"x-api-key": WRONG}):
         response = httpx.get(served.base + "/api/tags", headers=headers)

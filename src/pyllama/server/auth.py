@@ -3,7 +3,8 @@
 
 Ollama has no authentication, so exposed instances end up serving anyone;
 with keys set, every route but ``GET/HEAD /`` and ``/api/version`` (what
-health checks and ``ollama``-style "is it running" probes call) needs
+health checks and ``ollama``-style "is it running" probes call) and the web
+chat's static files under ``/ui/`` (the page then asks for a key) needs
 ``Authorization: Bearer KEY`` or Anthropic's ``x-api-key: KEY``. The check is
 an app-wide Litestar guard, so a refusal is a 401 in the envelope of the
 API family that was called (each router's ``handlers(envelope)``). Keys are
@@ -87,9 +88,11 @@ class ApiKeys:
             found |= hmac.compare_digest(candidate, key)
         return found
 
-    def guard(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        """Litestar guard: raise 401 unless the request carries a valid key."""
-        if connection.scope.get("path_template", connection.url.path) in PUBLIC_PATHS:
+    def guard(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        """Litestar guard: raise 401 unless the request carries a valid key. Handlers marked
+        ``opt={"public": True}`` (the web chat's static files: no data, and the page must
+        load before it can ask for a key) are open too."""
+        if connection.scope.get("path_template", connection.url.path) in PUBLIC_PATHS or handler.opt.get("public"):
             return
         presented = presented_keys(connection.headers.get("authorization"), connection.headers.get("x-api-key"))
         if not presented:

@@ -39,7 +39,7 @@ def _ui_file(relative: str) -> Path | None:
     return target
 
 
-@get(["/ui", "/ui/{file:path}"], include_in_schema=False, sync_to_thread=False)
+@get(["/ui", "/ui/{file:path}"], include_in_schema=False, sync_to_thread=False, opt={"public": True})
 def ui_files(request: Request[object, object, object], file: str | None = None) -> Response[object]:
     """``/ui`` becomes ``/ui/`` so the page's relative module URLs resolve under it.
 
