@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 11434
+DEFAULT_PROMPT_CACHE_MIB = 1024
+"""PYLLAMA_PROMPT_CACHE_MIB's default: a 1,000-token conversation's f16 KV state is ~23 MB for
+SmolLM2-135M and ~130 MB for an 8B Llama 3, so 1 GiB keeps ~40 or ~8 of them (docs/engine.md)."""
 
 
 def _raw(env: Mapping[str, str], name: str) -> str:
@@ -86,12 +89,15 @@ class Config:
     no_cloud: bool = False
     origins: tuple[str, ...] = ()
     keep_alive: str = "5m"
-    num_parallel: int = 1
+    num_parallel: int = 0
+    """Slots per runner; 0 (unset): automatic, see pyllama.scheduler.parallel_for."""
     max_loaded_models: int = 0
     max_queue: int = 512
     context_length: int = 0
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
+    prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
+    """Host memory per runner for the states of reused slots (0: off)."""
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
     generic_tools: bool = True
     """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
@@ -125,12 +131,13 @@ class Config:
             no_cloud=parse_bool(_raw(env, "NO_CLOUD")),
             origins=origins,
             keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
-            num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,
+            num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 0),
             max_loaded_models=_uint(_raw(env, "MAX_LOADED_MODELS"), 0),
             max_queue=_uint(_raw(env, "MAX_QUEUE"), 512),
             context_length=_uint(_raw(env, "CONTEXT_LENGTH"), 0),
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
+            prompt_cache_mib=_uint(_raw(env, "PROMPT_CACHE_MIB"), DEFAULT_PROMPT_CACHE_MIB),
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
         )

@@ -125,13 +125,16 @@ class LoadedModel:
     context_length: int
     pid: int
     adapters: tuple[Path, ...] = ()
+    num_parallel: int = 1
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model (``adapters`` is
-        pyllama's, present when the model has LoRA adapters)."""
+        """The JSON object /api/ps returns for this model (``num_parallel``, the
+        runner's slots, is pyllama's; so is ``adapters``, present when the model
+        has LoRA adapters)."""
         out = {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
                "details": dict(self.details), "expires_at": format_time(self.expires_at),
-               "size_vram": self.size_vram, "context_length": self.context_length}
+               "size_vram": self.size_vram, "context_length": self.context_length,
+               "num_parallel": self.num_parallel}
         if self.adapters:
             out["adapters"] = adapter_entries(self.adapters)
         return out

@@ -18,7 +18,8 @@ first makes room: at ``max_loaded_models``, or when the memory estimate
 does not fit what is free, idle runners are unloaded least recently used
 first; busy ones are waited for, never killed; if nothing is left to unload
 and it still does not fit, the load fails with a clear error. Each runner
-has ``num_parallel`` slots; a request holds one while it runs. When a
+has ``num_parallel`` slots (unset: 4 when that fits, else 1); a request
+holds one while it runs. When a
 runner's last request ends its keep_alive timer starts (0: unload now;
 forever: never).
 """
@@ -56,6 +57,9 @@ from pyllama.runner.memory import gpu_devices, type_bytes
 from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
+
+AUTO_PARALLEL = 4
+"""Slots per runner when PYLLAMA_NUM_PARALLEL is unset and they fit (Ollama's old automatic choice)."""
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
@@ -112,6 +116,7 @@ class _Runner:
     size_vram: int
     slots: asyncio.Semaphore
     keep_alive: float
+    n_parallel: int = 1
     refs: int = 0
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float = 0.0
@@ -143,7 +148,7 @@ class Scheduler:
         config = config or Config.from_env()
         self.config = config
         self.default_keep_alive = parse_env_keep_alive(config.keep_alive)
-        self.num_parallel = max(1, config.num_parallel)
+        self.num_parallel = config.num_parallel  # 0: automatic (_parallel_for)
         self.max_queue = config.max_queue
         self.n_gpu_devices = len(gpu_devices())
         self.max_loaded = config.max_loaded_models or 3 * max(1, self.n_gpu_devices)
@@ -218,7 +223,7 @@ class Scheduler:
             name=r.ref.name, model=r.ref.display_model, size=r.estimate.total, size_vram=r.size_vram,
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
-            adapters=r.ref.adapters)
+            adapters=r.ref.adapters, num_parallel=r.n_parallel)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     @property
@@ -330,16 +335,31 @@ class Scheduler:
                 else:
                     if runner is not None:
                         await self._unload(runner)
-                    estimate = self._estimate(ref, wanted, embeddings)
+                    n_parallel = self._parallel_for(ref, wanted, embeddings)
+                    estimate = self._estimate(ref, wanted, n_parallel)
                     wait_for, use_gpu = await self._make_room(key, estimate)
                     if wait_for is None:
-                        runner = await self._start(key, ref, wanted, estimate, use_gpu)
+                        runner = await self._start(key, ref, wanted, estimate, use_gpu, n_parallel)
                         runner.refs += 1
                         return runner
             await wait_for.wait()
 
-    def _estimate(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> MemoryEstimate:
-        n_ctx = options.num_ctx * (1 if embeddings else self.num_parallel)
+    def _parallel_for(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> int:
+        """Slots for a new runner: 1 for embeddings, PYLLAMA_NUM_PARALLEL when
+        set, else AUTO_PARALLEL when the model with that many contexts fits
+        the memory free now (or would fit once idle runners are unloaded), else 1."""
+        if embeddings:
+            return 1
+        if self.num_parallel > 0:
+            return self.num_parallel
+        estimate = self._estimate(ref, options, AUTO_PARALLEL)
+        idle = sum(r.estimate.total for r in self._runners.values() if r.refs == 0)
+        if self._fits(estimate)[0] or self._fits(replace(estimate, weights=estimate.weights - idle))[0]:
+            return AUTO_PARALLEL
+        return 1
+
+    def _estimate(self, ref: ModelRef, options: RunnerOptions, n_parallel: int) -> MemoryEstimate:
+        n_ctx = options.num_ctx * n_parallel
         try:
             estimate = estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
                                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
@@ -382,14 +402,13 @@ class Scheduler:
             return self._wake, on_gpu  # every loaded model is busy: wait for one to finish
 
     async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
-                     estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = 1 if key[2] else self.num_parallel
+                     estimate: MemoryEstimate, on_gpu: bool, n_parallel: int) -> _Runner:
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices else 0
         spec = LoadSpec(model=str(ref.path), n_ctx=options.num_ctx * n_parallel, n_parallel=n_parallel,
                         n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]))
+                        lora=list(key[1]), prompt_cache_mib=0 if key[2] else self.config.prompt_cache_mib)
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:
@@ -402,7 +421,8 @@ class Scheduler:
                                   compute=max(0, memory - estimate.weights - estimate.kv_cache))
         runner = _Runner(key=key, ref=ref, options=options, client=client, estimate=estimate,
                          size_vram=estimate.total if on_gpu and n_gpu_layers != 0 else 0,
-                         slots=asyncio.Semaphore(n_parallel), keep_alive=self.default_keep_alive)
+                         slots=asyncio.Semaphore(n_parallel), keep_alive=self.default_keep_alive,
+                         n_parallel=n_parallel)
         runner.set_expiry(time.time())
         self._runners[key] = runner
         for coro in (self._watch(runner), watchdog.watch(client, self.watchdog_timeout, ref.name)):

@@ -48,7 +48,7 @@ SERVE_ENV = (
     ("PYLLAMA_MAX_LOADED_MODELS", "Maximum number of loaded models (default: memory decides)"),
     ("PYLLAMA_MAX_QUEUE", "Maximum number of queued requests (default: 512)"),
     ("PYLLAMA_MODELS", "The path to the models directory (default ~/.pyllama/models)"),
-    ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 1)"),
+    ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 4, or 1 when that does not fit memory)"),
     ("PYLLAMA_NOPRUNE", "Do not prune model blobs on startup"),
     ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),

@@ -53,7 +53,11 @@ class Engine:
     embedding requests only (and ``n_ubatch`` is raised to ``n_batch``, so
     a whole input is one micro-batch). ``lora`` lists LoRA adapters (GGUF
     paths, or adapters already loaded onto ``model``): each applies with scale 1.0 unless a request's ``lora`` option says
-    otherwise (adapter ids are positions in this list).
+    otherwise (adapter ids are positions in this list). ``share_prefixes``
+    lets a slot copy the longest matching prefix another slot holds or is
+    evaluating instead of evaluating it again (``engine.prefix_share``);
+    ``prompt_cache_mib`` keeps the states of reused slots in host memory up
+    to that budget, for returning conversations (``engine.prompt_cache``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
@@ -61,7 +65,8 @@ class Engine:
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  embeddings: bool = False, pooling: str | None = None, n_gpu_layers: int = -1,
                  flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
-                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = ()) -> None:
+                 lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = (),
+                 share_prefixes: bool = True, prompt_cache_mib: float = 0) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         # Before the context: its graph reservation counts the adapters' nodes.
@@ -82,7 +87,8 @@ class Engine:
         self.embeddings = embeddings
         n_train = self.model.n_ctx_train
         self.n_ctx_slot = min(self.ctx.n_ctx_seq, n_train) if n_train > 0 else self.ctx.n_ctx_seq
-        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters)
+        self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters, share_prefixes,
+                                int(prompt_cache_mib * 2**20))
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False
