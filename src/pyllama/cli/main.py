@@ -53,6 +53,7 @@ SERVE_ENV = (
     ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
+    ("PYLLAMA_PROMPT_CACHE_MIB", "Host memory per model for reused conversations' KV states (default: 1024)"),
     ("PYLLAMA_NUM_THREADS", "Decode threads per model runner (default: all cores)"),
     ("", "Each PYLLAMA_X falls back to OLLAMA_X when unset."),
 )

@@ -60,13 +60,16 @@ class PromptCache:
 
     # ---- saving ---------------------------------------------------------------------
 
-    def save(self, slot: Slot, exact: int) -> None:
-        """Keep ``slot``'s state before its cache is cut; ``exact`` is how
-        much of the cache a fresh evaluation would give."""
+    def save(self, slot: Slot, exact: int, incoming: GenerateJob) -> None:
+        """Keep ``slot``'s state before its cache is cut for ``incoming``;
+        ``exact`` is how much of the cache a fresh evaluation would give.
+        Entries ``incoming`` may restore are never evicted for it."""
         n = len(slot.cache)
         if self.budget == 0 or n < MIN_TOKENS or exact < n:
             return
         tokens = np.asarray(slot.cache, dtype=np.int32)
+        wanted = {key for key, entry in self._entries.items()
+                  if common_prefix(entry.tokens, incoming.prompt) >= self.min_gain}
         for key, entry in list(self._entries.items()):
             if entry.lora != slot.lora:
                 continue
@@ -81,10 +84,13 @@ class PromptCache:
         except _native.LlamaError as exc:
             log.warning("prompt cache: saving slot %d failed: %s", slot.seq, exc)
             return
-        if len(state) > self.budget:
+        spare = sum(len(self._entries[key].state) for key in wanted if key in self._entries)
+        if spare + len(state) > self.budget:
             return
-        while self.bytes + len(state) > self.budget:
-            self._drop(next(iter(self._entries)))
+        for key in [k for k in self._entries if k not in wanted]:  # least recently used first
+            if self.bytes + len(state) <= self.budget:
+                break
+            self._drop(key)
         self._ids += 1
         self._entries[self._ids] = _Entry(tokens, slot.lora, state)
         self.bytes += len(state)
