@@ -53,6 +53,7 @@ from pyllama.runner import (
     estimate_memory,
 )
 from pyllama.runner import watchdog
+from pyllama.runner.client import THREAD_WAIT_POLICIES
 from pyllama.runner.memory import gpu_devices, type_bytes
 from pyllama.store.gguf_meta import GGUFError
 
@@ -157,6 +158,8 @@ class Scheduler:
         self.watchdog_timeout = watchdog.watchdog_timeout(config.runner_watchdog)
         self.runner_log_level = runner_log_level
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
+        if config.thread_wait not in THREAD_WAIT_POLICIES:
+            raise ValueError(f"unsupported thread wait policy '{config.thread_wait}' (use passive or active)")
         self._memory_available = memory_available
         self._vram_available = vram_available
         self._runners: dict[_Key, _Runner] = {}
@@ -408,7 +411,8 @@ class Scheduler:
                         n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
                         n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
                         type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]), prompt_cache_mib=0 if key[2] else self.config.prompt_cache_mib)
+                        lora=list(key[1]), prompt_cache_mib=0 if key[2] else self.config.prompt_cache_mib,
+                        thread_wait=self.config.thread_wait)
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:

@@ -42,6 +42,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     type_v: str = "f16"
     lora: list[str] = []  # LoRA adapter GGUFs, applied with scale 1.0 unless a request says otherwise
     prompt_cache_mib: int = 0  # host-memory prompt cache budget (PYLLAMA_PROMPT_CACHE_MIB)
+    thread_wait: str = ""  # OpenMP wait policy of the decode threads ("passive"/"active"; "" libgomp's)
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
