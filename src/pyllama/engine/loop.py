@@ -167,7 +167,7 @@ class EngineLoop:
             # Re-evaluate at least the last prompt token: its logits are needed.
             n_common = min(n_common, len(job.prompt) - 1)
             if n_common < len(slot.cache):
-                self.prompt_cache.save(slot, self.share.usable(slot), job)
+                self.prompt_cache.save(slot, self.share.usable(slot), job, n_common)
             slot.lora = job.lora
             if n_common < len(slot.cache):
                 if not self.ctx.seq_rm(slot.seq, n_common, -1):

@@ -60,12 +60,14 @@ class PromptCache:
 
     # ---- saving ---------------------------------------------------------------------
 
-    def save(self, slot: Slot, exact: int, incoming: GenerateJob) -> None:
-        """Keep ``slot``'s state before its cache is cut for ``incoming``;
-        ``exact`` is how much of the cache a fresh evaluation would give.
-        Entries ``incoming`` may restore are never evicted for it."""
+    def save(self, slot: Slot, exact: int, incoming: GenerateJob, n_kept: int) -> None:
+        """Keep ``slot``'s state before its cache is cut to ``n_kept`` tokens
+        for ``incoming``; ``exact`` is how much of the cache a fresh
+        evaluation would give. Nothing is saved when the cut is small (a
+        conversation going on in its own slot). Entries ``incoming`` may
+        restore are never evicted for it."""
         n = len(slot.cache)
-        if self.budget == 0 or n < MIN_TOKENS or exact < n:
+        if self.budget == 0 or n < MIN_TOKENS or exact < n or n - n_kept < self.min_gain:
             return
         tokens = np.asarray(slot.cache, dtype=np.int32)
         wanted = {key for key, entry in self._entries.items()
