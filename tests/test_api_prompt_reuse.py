@@ -14,9 +14,8 @@ import httpx
 import ollama
 import pytest
 
-from serverutil import start_server
+from inferenceutil import MODEL, inference_server
 
-MODEL = "smol"
 OPTIONS: dict[str, Any] = {"num_ctx": 512, "temperature": 0}
 SYSTEM = ("You are a careful assistant for a small bakery. You answer questions about bread, cakes, "
           "opening hours and prices. Keep answers short, friendly and factual. ") * 3
@@ -24,11 +23,8 @@ SYSTEM = ("You are a careful assistant for a small bakery. You answer questions 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[str]:
-    env = {"PYLLAMA_MODELS": str(tmp_path_factory.mktemp("models")), "PYLLAMA_NUM_THREADS": "1",
-           "PYLLAMA_PROMPT_CACHE_MIB": "64"}
-    with start_server(env) as base:
-        client = ollama.Client(host=base)
-        client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
+    with inference_server(tmp_path_factory.mktemp("models"), model_path, parallel=None,
+                          PYLLAMA_PROMPT_CACHE_MIB="64") as base:
         yield base
 
 
