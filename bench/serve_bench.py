@@ -125,9 +125,15 @@ def main() -> None:
                     if args.case == "shared":
                         system = draw(SHARED_TOKENS)
                         turns = [draw(TURN_TOKENS) for _ in range(n * args.rounds)]
-                        out[name].append(await shared_case(side, n, args.rounds, system, turns))
+                        phase = await shared_case(side, n, args.rounds, system, turns)
+                        out[name].append(phase)
+                        print(f"# pass {turn} {name}: {phase.aggregate:.1f} tok/s, TTFT p50 {phase.pct(50):.2f} s, "
+                              f"p95 {phase.pct(95):.2f} s, load avg {os.getloadavg()[0]:.2f}", flush=True)
                     else:
-                        out[name].append(await returning_case(side, n, args.users, draw))
+                        ttft = await returning_case(side, n, args.users, draw)
+                        out[name].append(ttft)
+                        print(f"# pass {turn} {name}: TTFT p50 by turn " + ", ".join(
+                            f"{t}: {statistics.median(v):.2f} s" for t, v in ttft.items()), flush=True)
                     out[name].append(("rss", process_tree_rss(side.pid)))
                 finally:
                     await side.stop()
