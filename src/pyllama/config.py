@@ -98,8 +98,9 @@ class Config:
     kv_cache_type: str = "f16"
     prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
     """Host memory per runner for the states of reused slots (0: off)."""
-    thread_wait: str = ""
-    """OpenMP wait policy of runners' decode threads: "passive", "active", or "" (libgomp's default)."""
+    thread_wait: str = "passive"
+    """OpenMP wait policy of runners' decode threads, "passive" or "active" (bench/contention_bench.py:
+    spinning threads collapse when another process wants a core; docs/engine.md)."""
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
     generic_tools: bool = True
     """Tools for a model whose template cannot render them: our generic format (on) or Ollama's 400 (off)."""
@@ -140,7 +141,7 @@ class Config:
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             prompt_cache_mib=_uint(_raw(env, "PROMPT_CACHE_MIB"), DEFAULT_PROMPT_CACHE_MIB),
-            thread_wait=_raw(env, "THREAD_WAIT").lower(),
+            thread_wait=_raw(env, "THREAD_WAIT").lower() or "passive",
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
         )

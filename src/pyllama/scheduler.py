@@ -158,7 +158,7 @@ class Scheduler:
         self.watchdog_timeout = watchdog.watchdog_timeout(config.runner_watchdog)
         self.runner_log_level = runner_log_level
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
-        if config.thread_wait not in THREAD_WAIT_POLICIES:
+        if config.thread_wait not in THREAD_WAIT_POLICIES or not config.thread_wait:
             raise ValueError(f"unsupported thread wait policy '{config.thread_wait}' (use passive or active)")
         self._memory_available = memory_available
         self._vram_available = vram_available
