@@ -27,9 +27,12 @@ METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_
 
 
 @contextmanager
-def inference_server(models_dir: Path, model_path: Path, parallel: int = 4) -> Iterator[str]:
-    """Start a server on ``models_dir`` and store SmolLM2 there as ``smol``; yields the base URL."""
-    env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", "PYLLAMA_NUM_PARALLEL": str(parallel)}
+def inference_server(models_dir: Path, model_path: Path, parallel: int | None = 4, **extra: str) -> Iterator[str]:
+    """Start a server on ``models_dir`` and store SmolLM2 there as ``smol``; yields the base URL.
+    ``parallel`` None leaves PYLLAMA_NUM_PARALLEL unset; ``extra``: more environment."""
+    env = {"PYLLAMA_MODELS": str(models_dir), "PYLLAMA_NUM_THREADS": "1", **extra}
+    if parallel is not None:
+        env["PYLLAMA_NUM_PARALLEL"] = str(parallel)
     with start_server(env) as base:
         client = ollama.Client(host=base)
         client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})

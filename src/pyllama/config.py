@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 11434
+DEFAULT_PROMPT_CACHE_MIB = 1024
+"""PYLLAMA_PROMPT_CACHE_MIB's default: a 1,000-token conversation's f16 KV state is ~23 MB for
+SmolLM2-135M and ~130 MB for an 8B Llama 3, so 1 GiB keeps ~40 or ~8 of them (docs/engine.md)."""
 
 
 def _raw(env: Mapping[str, str], name: str) -> str:
@@ -86,12 +89,18 @@ class Config:
     no_cloud: bool = False
     origins: tuple[str, ...] = ()
     keep_alive: str = "5m"
-    num_parallel: int = 1
+    num_parallel: int = 0
+    """Slots per runner; 0 (unset): automatic, see pyllama.scheduler.parallel_for."""
     max_loaded_models: int = 0
     max_queue: int = 512
     context_length: int = 0
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
+    prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
+    """Host memory per runner for the states of reused slots (0: off)."""
+    thread_wait: str = "passive"
+    """OpenMP wait policy of runners' decode threads, "passive" or "active" (bench/contention_bench.py:
+    spinning threads collapse when another process wants a core; docs/engine.md)."""
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
     rpc_servers: str = ""  # PYLLAMA_RPC_SERVERS (host:port,...), parsed by pyllama.rpc
     tensor_split: str = ""  # PYLLAMA_TENSOR_SPLIT (shares per device), parsed by pyllama.rpc
@@ -138,12 +147,14 @@ class Config:
             api_keys=tuple(k.strip() for k in env.get("PYLLAMA_API_KEYS", "").split(",") if k.strip()),
             api_keys_file=env.get("PYLLAMA_API_KEYS_FILE", "").strip(),
             keep_alive=_raw(env, "KEEP_ALIVE") or "5m",
-            num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 1) or 1,
+            num_parallel=_uint(_raw(env, "NUM_PARALLEL"), 0),
             max_loaded_models=_uint(_raw(env, "MAX_LOADED_MODELS"), 0),
             max_queue=_uint(_raw(env, "MAX_QUEUE"), 512),
             context_length=_uint(_raw(env, "CONTEXT_LENGTH"), 0),
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
+            prompt_cache_mib=_uint(_raw(env, "PROMPT_CACHE_MIB"), DEFAULT_PROMPT_CACHE_MIB),
+            thread_wait=_raw(env, "THREAD_WAIT").lower() or "passive",
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
             rpc_servers=_raw(env, "RPC_SERVERS"),

@@ -131,13 +131,16 @@ class LoadedModel:
     adapters: tuple[Path, ...] = ()
     devices: tuple[Any, ...] = ()  # runner.protocol.DeviceUse, when the model is split over RPC devices
     draft: Path | None = None
+    num_parallel: int = 1
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object /api/ps returns for this model (``adapters`` and
-        ``draft`` are pyllama's, present when the model has them)."""
+        """The JSON object /api/ps returns for this model (``num_parallel``, the
+        runner's slots, is pyllama's; so are ``adapters``, ``devices`` and ``draft``,
+        present when the model has them)."""
         out = {"name": self.name, "model": self.model, "size": self.size, "digest": self.digest,
                "details": dict(self.details), "expires_at": format_time(self.expires_at),
-               "size_vram": self.size_vram, "context_length": self.context_length}
+               "size_vram": self.size_vram, "context_length": self.context_length,
+               "num_parallel": self.num_parallel}
         if self.adapters:
             out["adapters"] = adapter_entries(self.adapters)
         if self.devices:

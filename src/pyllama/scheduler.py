@@ -18,7 +18,8 @@ first makes room: at ``max_loaded_models``, or when the memory estimate
 does not fit what is free, idle runners are unloaded least recently used
 first; busy ones are waited for, never killed; if nothing is left to unload
 and it still does not fit, the load fails with a clear error. Each runner
-has ``num_parallel`` slots; a request holds one while it runs. When a
+has ``num_parallel`` slots (unset: 4 when that fits, else 1); a request
+holds one while it runs. When a
 runner's last request ends its keep_alive timer starts (0: unload now;
 forever: never).
 """
@@ -27,10 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -38,12 +38,13 @@ import msgspec
 from pyllama.config import Config
 from pyllama.engine import EngineError, InvalidRequestError
 from pyllama.engine.types import Done, EmbedRequest, Embeddings, Event, Failure, GenerateRequest, RerankRequest
+from pyllama.loaded_runner import LoadedRunner, RunnerKey
+from pyllama.load_plan import LoadPlanError, estimate_load, load_spec
 from pyllama.keep_alive import FOREVER, parse_env_keep_alive, parse_keep_alive
 from pyllama.model_ref import LoadedModel, ModelRef, RunnerOptions, one_per_model, resolve_model
 from pyllama.observer import RunnerStat, SchedulerObserver
 from pyllama.rpc import RpcPool, RpcUnreachableError, parse_tensor_split
 from pyllama.runner import (
-    LoadSpec,
     MemoryEstimate,
     RunnerClient,
     RunnerDiedError,
@@ -51,9 +52,9 @@ from pyllama.runner import (
     RunnerStream,
     available_ram,
     available_vram,
-    estimate_memory,
 )
 from pyllama.runner import watchdog
+from pyllama.runner.client import THREAD_WAIT_POLICIES
 from pyllama.runner.memory import gpu_devices, type_bytes
 from pyllama.scheduler_errors import (
     BUSY_MESSAGE,
@@ -63,48 +64,11 @@ from pyllama.scheduler_errors import (
     SchedulerError,
     ServerBusyError,
 )
-from pyllama.store.gguf_meta import GGUFError
 
 log = logging.getLogger("pyllama.scheduler")
 
-_FOREVER_SECONDS = (2**63 - 1) / 1e9  # Go's max Duration, as Ollama prints "forever"
-_LOAD_MODE = {None: "auto", True: "mmap", False: "none"}  # use_mmap -> llama.cpp's load mode
-
-
-# ---- loaded runners -------------------------------------------------------------------------
-
-_Key = tuple[str, tuple[str, ...], bool, str, str]  # weights, adapters, embeddings, projector, draft ("": none)
-EMBED_SEQUENCES = 16  # inputs (or rerank pairs) an embeddings runner pools in one decode
-
-
-@dataclass(eq=False)
-class _Runner:
-    """One loaded model: its process, accounting and keep-alive state."""
-
-    key: _Key
-    ref: ModelRef
-    options: RunnerOptions  # num_ctx resolved (never 0)
-    client: RunnerClient
-    estimate: MemoryEstimate
-    size_vram: int
-    slots: asyncio.Semaphore
-    keep_alive: float
-    refs: int = 0
-    n_slots: int = 1  # the size of ``slots``
-    busy: int = 0  # slots held (refs also counts requests still waiting for one)
-    last_used: float = field(default_factory=time.monotonic)
-    expires_at: float = 0.0
-    timer: asyncio.TimerHandle | None = None
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def set_expiry(self, now: float) -> None:
-        seconds = _FOREVER_SECONDS if math.isinf(self.keep_alive) else self.keep_alive
-        self.expires_at = now + seconds
-
+AUTO_PARALLEL = 4
+"""Slots per runner when PYLLAMA_NUM_PARALLEL is unset and they fit (Ollama's old automatic choice)."""
 
 # ---- the scheduler --------------------------------------------------------------------------
 
@@ -122,7 +86,7 @@ class Scheduler:
         config = config or Config.from_env()
         self.config = config
         self.default_keep_alive = parse_env_keep_alive(config.keep_alive)
-        self.num_parallel = max(1, config.num_parallel)
+        self.num_parallel = config.num_parallel  # 0: automatic (_parallel_for)
         self.max_queue = config.max_queue
         self.n_gpu_devices = len(gpu_devices())
         self.max_loaded = config.max_loaded_models or 3 * max(1, self.n_gpu_devices)
@@ -133,9 +97,11 @@ class Scheduler:
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
         self.rpc = RpcPool(config.rpc_servers)  # remote devices (docs/rpc.md); bad values refused here
         self.tensor_split = parse_tensor_split(config.tensor_split)
+        if config.thread_wait not in THREAD_WAIT_POLICIES or not config.thread_wait:
+            raise ValueError(f"unsupported thread wait policy '{config.thread_wait}' (use passive or active)")
         self._memory_available = memory_available
         self._vram_available = vram_available
-        self._runners: dict[_Key, _Runner] = {}
+        self._runners: dict[RunnerKey, LoadedRunner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._load_lock = asyncio.Lock()
@@ -202,7 +168,7 @@ class Scheduler:
             digest=r.ref.digest, details=r.ref.details, expires_at=r.expires_at,
             context_length=r.client.info.n_ctx if r.client.info else r.options.num_ctx, pid=r.client.pid,
             adapters=r.ref.adapters, devices=tuple(r.client.info.devices if r.client.info else ()),
-            draft=None if r.client.spec.embeddings else r.ref.draft)
+            draft=None if r.client.spec.embeddings else r.ref.draft, num_parallel=r.n_slots)
             for r in sorted(self._runners.values(), key=lambda r: r.client.spec.embeddings))  # generation first
 
     def runner_stats(self) -> list[RunnerStat]:
@@ -232,7 +198,7 @@ class Scheduler:
 
     async def _start_request(self, ref: ModelRef, request: GenerateRequest | EmbedRequest | RerankRequest,
                              options: Mapping[str, Any] | RunnerOptions | None, keep_alive: object,
-                             embeddings: bool) -> tuple[_Runner, RunnerStream, int]:
+                             embeddings: bool) -> tuple[LoadedRunner, RunnerStream, int]:
         t0 = time.perf_counter_ns()
         keep = self._keep_alive(keep_alive)
         wanted = self.runner_options(ref, options)
@@ -251,7 +217,7 @@ class Scheduler:
             return runner, stream, time.perf_counter_ns() - t0
         raise AssertionError("unreachable")
 
-    async def _events(self, runner: _Runner, stream: RunnerStream, waited: int, name: str = "") -> AsyncIterator[Event]:
+    async def _events(self, runner: LoadedRunner, stream: RunnerStream, waited: int, name: str = "") -> AsyncIterator[Event]:
         """Forward a runner stream; release the slot however it ends (a
         consumer that stops early cancels the request in the runner)."""
         watch = self.observer.watch(name or runner.ref.name, waited)  # name: the model as requested
@@ -271,7 +237,7 @@ class Scheduler:
     # ---- acquiring a runner ------------------------------------------------------------------
 
     async def _acquire(self, ref: ModelRef, wanted: RunnerOptions, keep_alive: float,
-                       embeddings: bool) -> _Runner:
+                       embeddings: bool) -> LoadedRunner:
         """A runner for the request with one of its slots held."""
         if self._closed:
             raise SchedulerClosedError("the server is shutting down")
@@ -306,7 +272,7 @@ class Scheduler:
                                       f"({self.n_gpu_devices} GPU devices)")
         return wanted.resolved(ref, self.config.context_length, self.n_threads)
 
-    async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> _Runner:
+    async def _runner_for(self, ref: ModelRef, wanted: RunnerOptions, embeddings: bool) -> LoadedRunner:
         """Reuse a matching runner or load one (making room first); the
         returned runner has this request counted in ``refs``."""
         key = (*ref.weights, embeddings, str(ref.projector or ""), str(ref.draft or ""))
@@ -328,32 +294,35 @@ class Scheduler:
                 else:
                     if runner is not None:
                         await self._unload(runner)
-                    estimate = self._estimate(ref, wanted, embeddings)
+                    n_parallel = self._parallel_for(ref, wanted, embeddings)
+                    estimate = self._estimate(ref, wanted, n_parallel, embeddings)
                     wait_for, use_gpu = await self._make_room(key, estimate)
                     if wait_for is None:
-                        runner = await self._start(key, ref, wanted, estimate, use_gpu)
+                        runner = await self._start(key, ref, wanted, estimate, use_gpu, n_parallel)
                         runner.refs += 1
                         return runner
             await wait_for.wait()
 
-    def _estimate(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> MemoryEstimate:
-        n_ctx = options.num_ctx * (1 if embeddings else self.num_parallel)
+    def _parallel_for(self, ref: ModelRef, options: RunnerOptions, embeddings: bool) -> int:
+        """Request slots of a new runner: PYLLAMA_NUM_PARALLEL when set, else
+        AUTO_PARALLEL when the model with that many contexts fits the memory
+        free now (or once idle runners are unloaded), else 1. An embeddings
+        runner's memory does not grow with its slots (one KV stream, docs/scheduler.md)."""
+        if self.num_parallel > 0:
+            return self.num_parallel
+        if embeddings:
+            return AUTO_PARALLEL
+        estimate = self._estimate(ref, options, AUTO_PARALLEL, embeddings)
+        idle = sum(r.estimate.total for r in self._runners.values() if r.refs == 0)
+        if self._fits(estimate)[0] or self._fits(replace(estimate, weights=estimate.weights - idle))[0]:
+            return AUTO_PARALLEL
+        return 1
+
+    def _estimate(self, ref: ModelRef, options: RunnerOptions, n_parallel: int, embeddings: bool) -> MemoryEstimate:
         try:
-            estimate = estimate_memory(ref.path, n_ctx, n_ubatch=min(options.num_batch, 512),
-                                       type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type)
-        except (GGUFError, OSError) as exc:
-            raise ModelLoadError(f"unable to load model: {ref.path}: {exc}") from None
-        try:
-            adapters = sum(path.stat().st_size for path in (*ref.adapters, *filter(None, [ref.projector])))
-        except OSError as exc:
-            raise ModelLoadError(f"unable to load LoRA adapter for model {ref.path}: {exc}") from None
-        if ref.draft is not None and not embeddings:  # its weights and a KV cache like the model's
-            try:
-                adapters += estimate_memory(ref.draft, n_ctx, n_ubatch=min(options.num_batch, 512),
-                                            type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type).total
-            except (GGUFError, OSError) as exc:
-                raise ModelLoadError(f"unable to load draft model {ref.draft} for model {ref.path}: {exc}") from None
-        return replace(estimate, weights=estimate.weights + adapters) if adapters else estimate
+            return estimate_load(ref, options, n_parallel, embeddings, self.config.kv_cache_type)
+        except LoadPlanError as exc:
+            raise ModelLoadError(str(exc)) from None
 
     def _fits(self, estimate: MemoryEstimate) -> tuple[bool, bool]:
         """(fits, on_gpu): all on the GPU when it fits in free VRAM, else in RAM."""
@@ -361,7 +330,7 @@ class Scheduler:
             return True, True
         return estimate.total <= int(self._memory_available()) + (self.rpc.free or 0), False
 
-    async def _make_room(self, key: _Key, estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
+    async def _make_room(self, key: RunnerKey, estimate: MemoryEstimate) -> tuple[asyncio.Event | None, bool]:
         """Unload idle runners (LRU first) until the model fits and the count
         allows it. Returns (event to wait on, None when ready; on_gpu). An RPC
         server serves one runner at a time: with RPC servers, one runner at a time."""
@@ -388,21 +357,12 @@ class Scheduler:
                     f"model requires more system memory ({need:.1f} GiB) than is available ({have:.1f} GiB)")
             return self._wake, on_gpu  # every loaded model is busy: wait for one to finish
 
-    async def _start(self, key: _Key, ref: ModelRef, options: RunnerOptions,
-                     estimate: MemoryEstimate, on_gpu: bool) -> _Runner:
-        n_parallel = self.num_parallel
-        # An embeddings (and rerank) runner keeps one KV stream of num_ctx and pools up to
-        # EMBED_SEQUENCES whole inputs per decode, from all the requests it holds.
-        n_seq, n_ctx = (EMBED_SEQUENCES, options.num_ctx) if key[2] else (n_parallel, options.num_ctx * n_parallel)
+    async def _start(self, key: RunnerKey, ref: ModelRef, options: RunnerOptions,
+                     estimate: MemoryEstimate, on_gpu: bool, n_parallel: int) -> LoadedRunner:
         servers = await self._rpc_servers(key[0])
         n_gpu_layers = options.num_gpu if on_gpu or not self.n_gpu_devices or servers else 0
-        spec = LoadSpec(model=str(ref.path), n_ctx=n_ctx, n_parallel=n_seq,
-                        n_batch=options.num_batch, n_threads=options.num_thread, embeddings=key[2],
-                        n_gpu_layers=n_gpu_layers, flash_attn=self.config.flash_attention,
-                        type_k=self.config.kv_cache_type, type_v=self.config.kv_cache_type,
-                        lora=list(key[1]), main_gpu=options.main_gpu, load_mode=_LOAD_MODE[options.use_mmap],
-                        rpc_servers=list(servers), tensor_split=list(self.tensor_split), projector=key[3],
-                        draft="" if key[2] else key[4])
+        spec = load_spec(ref, key, options, self.config, n_parallel=n_parallel, n_gpu_layers=n_gpu_layers,
+                         rpc_servers=servers, tensor_split=self.tensor_split)
         log.info("loading %s (num_ctx %d x %d slots, ~%.0f MiB)", ref.name, options.num_ctx, n_parallel,
                  estimate.total / 2**20)
         try:
@@ -414,7 +374,7 @@ class Scheduler:
         memory = info.memory if info is not None and info.memory else estimate.total
         estimate = MemoryEstimate(weights=estimate.weights, kv_cache=estimate.kv_cache,
                                   compute=max(0, memory - estimate.weights - estimate.kv_cache))
-        runner = _Runner(key=key, ref=ref, options=options, client=client, estimate=estimate,
+        runner = LoadedRunner(key=key, ref=ref, options=options, client=client, estimate=estimate,
                          size_vram=estimate.total if on_gpu and n_gpu_layers != 0 else 0,
                          slots=asyncio.Semaphore(n_parallel), n_slots=n_parallel, keep_alive=self.default_keep_alive)
         runner.set_expiry(time.time())
@@ -432,7 +392,7 @@ class Scheduler:
         except RpcUnreachableError as exc:
             raise ModelLoadError(f"unable to load model: {model}: {exc}") from None
 
-    async def _watch(self, runner: _Runner) -> None:
+    async def _watch(self, runner: LoadedRunner) -> None:
         """Forget a runner whose process ended on its own."""
         await runner.client.wait_closed()
         if self._runners.get(runner.key) is runner:
@@ -445,14 +405,14 @@ class Scheduler:
 
     # ---- releasing and unloading ---------------------------------------------------------------
 
-    def _release(self, runner: _Runner) -> None:
+    def _release(self, runner: LoadedRunner) -> None:
         """A request ended: free its slot; start the keep-alive clock when idle."""
         runner.slots.release()
         runner.busy -= 1
         runner.refs -= 1
         self._after_release(runner)
 
-    def _after_release(self, runner: _Runner) -> None:
+    def _after_release(self, runner: LoadedRunner) -> None:
         runner.last_used = time.monotonic()
         if runner.refs == 0 and self._runners.get(runner.key) is runner:
             runner.set_expiry(time.time())
@@ -464,25 +424,25 @@ class Scheduler:
                 runner.timer = loop.call_later(runner.keep_alive, self._expire, runner)
         self._notify()
 
-    def _expire(self, runner: _Runner) -> None:
+    def _expire(self, runner: LoadedRunner) -> None:
         runner.timer = None
         if runner.refs == 0 and self._runners.get(runner.key) is runner:
             log.info("keep_alive of %s expired", runner.ref.name)
             self._unload_soon(runner)
 
-    def _unload_soon(self, runner: _Runner) -> None:
+    def _unload_soon(self, runner: LoadedRunner) -> None:
         self._detach(runner)  # at once: no request may pick it up from now on
         task = asyncio.get_running_loop().create_task(self._unload(runner))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
-    async def _unload(self, runner: _Runner) -> None:
+    async def _unload(self, runner: LoadedRunner) -> None:
         """Forget the runner at once (no new request can pick it), then stop its process."""
         self._detach(runner)
         await runner.client.close()
         self._notify()
 
-    def _detach(self, runner: _Runner) -> None:
+    def _detach(self, runner: LoadedRunner) -> None:
         if self._runners.get(runner.key) is runner:
             del self._runners[runner.key]
         runner.cancel_timer()

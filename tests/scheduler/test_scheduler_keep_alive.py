@@ -96,9 +96,11 @@ def test_load_and_unload_without_a_prompt(smollm2: ModelRef) -> None:
             assert before + 300 <= loaded.expires_at <= after + 300
             entry = loaded.as_dict()
             assert set(entry) == {"name", "model", "size", "digest", "details", "expires_at", "size_vram",
-                                  "context_length"}
+                                  "context_length", "num_parallel"}
             assert entry["size"] > smollm2.path.stat().st_size and entry["size_vram"] == 0
-            assert entry["context_length"] == 512 and entry["details"]["family"] == "llama"
+            # PYLLAMA_NUM_PARALLEL unset: 4 slots of num_ctx 512 each (the memory fits).
+            assert entry["num_parallel"] == 4 and entry["context_length"] == 4 * 512
+            assert entry["details"]["family"] == "llama"
             assert await sched.unload(smollm2)
             assert sched.ps() == []
             assert not await sched.unload("smollm2:latest")

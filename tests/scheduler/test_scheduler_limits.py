@@ -167,3 +167,29 @@ def test_embeddings_through_the_scheduler(smollm2: ModelRef) -> None:
             await sched.close()
 
     asyncio.run(main())
+
+
+def test_automatic_parallel_falls_back_to_one_slot_when_four_do_not_fit(smollm2: ModelRef) -> None:
+    """PYLLAMA_NUM_PARALLEL unset: 4 slots when 4 x num_ctx fits, else 1; a set value is kept."""
+    async def main() -> None:
+        probe = scheduler(context_length=8192)
+        options = probe.runner_options(smollm2, None)
+        one = probe._estimate(smollm2, options, 1).total
+        four = probe._estimate(smollm2, options, 4).total
+        assert one < four
+        sched = Scheduler(probe.config, n_threads=1, memory_available=lambda: (one + four) // 2)
+        try:
+            await complete(sched, smollm2, "Hello", 2)
+            [entry] = sched.ps()
+            assert entry.as_dict()["num_parallel"] == 1 and entry.context_length == 8192
+        finally:
+            await sched.close()
+        fixed = Scheduler(scheduler(context_length=256, num_parallel=3).config, n_threads=1)
+        try:
+            await complete(fixed, smollm2, "Hello", 2)
+            [entry] = fixed.ps()
+            assert entry.num_parallel == 3 and entry.context_length == 3 * 256
+        finally:
+            await fixed.close()
+
+    asyncio.run(main())

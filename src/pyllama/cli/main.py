@@ -51,7 +51,7 @@ SERVE_ENV = (
     ("PYLLAMA_MAX_LOADED_MODELS", "Maximum number of loaded models (default: memory decides)"),
     ("PYLLAMA_MAX_QUEUE", "Maximum number of queued requests (default: 512)"),
     ("PYLLAMA_MODELS", "The path to the models directory (default ~/.pyllama/models)"),
-    ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 1)"),
+    ("PYLLAMA_NUM_PARALLEL", "Maximum number of parallel requests per model (default: 4, or 1 when that does not fit memory)"),
     ("PYLLAMA_NOPRUNE", "Do not prune model blobs on startup"),
     ("PYLLAMA_METRICS", "Serve Prometheus metrics at /metrics (default: on, off on a public address "
                         "without API keys)"),
@@ -60,6 +60,7 @@ SERVE_ENV = (
     ("PYLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("PYLLAMA_FLASH_ATTENTION", "Enable (1) or disable (0) flash attention"),
     ("PYLLAMA_KV_CACHE_TYPE", "Quantization type for the K/V cache (default: f16)"),
+    ("PYLLAMA_PROMPT_CACHE_MIB", "Host memory per model for reused conversations' KV states (default: 1024)"),
     ("PYLLAMA_NUM_THREADS", "Decode threads per model runner (default: all cores)"),
     ("PYLLAMA_RPC_SERVERS", "Comma-separated host:port of `rpc-server`s whose devices models are split across"),
     ("PYLLAMA_TENSOR_SPLIT", "Shares of the offloaded layers per device, e.g. 1,1 (default: by free memory)"),

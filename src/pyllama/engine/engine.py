@@ -65,6 +65,11 @@ class Engine:
     model's vocabulary (ModelLoadError otherwise) and gets a context of its
     own with the same size and slots. Requests choose their drafter with the
     ``speculative`` option (prompt lookup needs no draft model).
+    ``share_prefixes``
+    lets a slot copy the longest matching prefix another slot holds or is
+    evaluating instead of evaluating it again (``engine.prefix_share``);
+    ``prompt_cache_mib`` keeps the states of reused slots in host memory up
+    to that budget, for returning conversations (``engine.prompt_cache``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | _native.Model, *, n_ctx: int = 4096,
@@ -74,7 +79,8 @@ class Engine:
                  flash_attn: bool | str | None = None, type_k: str = "f16", type_v: str = "f16",
                  lora: Sequence[str | os.PathLike[str] | _native.LoraAdapter] = (),
                  projector: str | os.PathLike[str] | _native.Projector | None = None,
-                 draft: str | os.PathLike[str] | _native.Model | None = None) -> None:
+                 draft: str | os.PathLike[str] | _native.Model | None = None,
+                 share_prefixes: bool = True, prompt_cache_mib: float = 0) -> None:
         t0 = time.perf_counter_ns()
         self.model = model if isinstance(model, _native.Model) else _native.Model(model, n_gpu_layers=n_gpu_layers)
         # Before the context: its graph reservation counts the adapters' nodes.
@@ -107,7 +113,8 @@ class Engine:
         self.load_duration = time.perf_counter_ns() - t0
         media = MediaStep(self.projector, self.ctx.n_batch) if self.projector is not None and not embeddings else None
         self._loop = EngineLoop(self.model, self.ctx, self.n_ctx_slot, embeddings, self.adapters, media,
-                                Speculator(self.draft, self.n_ctx_slot))
+                                Speculator(self.draft, self.n_ctx_slot), share_prefixes,
+                                int(prompt_cache_mib * 2**20))
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._closed = False

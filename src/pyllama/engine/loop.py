@@ -34,6 +34,8 @@ from pyllama.engine.embedding import finish_vector, pack_inputs
 from pyllama.engine.handle import RequestHandle
 from pyllama.engine.jobs import EmbedJob, GenerateJob
 from pyllama.engine.media import MediaStep, reuse_floor, text_run, text_tokens
+from pyllama.engine.prefix_share import PrefixSharer
+from pyllama.engine.prompt_cache import PromptCache
 from pyllama.engine.sampling import token_logprob
 from pyllama.engine.slots import Slot, choose_slot, predict_limit, shift_plan
 from pyllama.engine.speculative import Speculator, settle_draft, verify_draft
@@ -59,13 +61,16 @@ class EngineLoop:
 
     def __init__(self, model: _native.Model, ctx: _native.Context, n_ctx_slot: int, embeddings: bool,
                  adapters: Sequence[_native.LoraAdapter] = (), media: MediaStep | None = None,
-                 speculator: Speculator | None = None) -> None:
+                 speculator: Speculator | None = None, share_prefixes: bool = True,
+                 prompt_cache_bytes: int = 0) -> None:
         self.model = model
         self.ctx = ctx
         self.n_ctx_slot = n_ctx_slot
         self.embeddings = embeddings
         self.n_batch = ctx.n_batch
         self.slots = [Slot(seq) for seq in range(ctx.n_seq_max)]
+        self.share = PrefixSharer(ctx, self.slots, enabled=share_prefixes and not embeddings)
+        self.prompt_cache = PromptCache(ctx, 0 if embeddings else prompt_cache_bytes)
         self.batch = _native.Batch(self.n_batch, n_seq_max=1)
         self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.waiting: deque[GenerateJob] = deque()
@@ -150,6 +155,7 @@ class EngineLoop:
 
     def _release(self, slot: Slot) -> None:
         self._clock += 1
+        self.share.release(slot)
         slot.job = None
         slot.last_used = self._clock
 
@@ -170,17 +176,24 @@ class EngineLoop:
                 return
             self.waiting.popleft()
             slot, n_common = choice
-            slot.lora = job.lora
             # Re-evaluate at least the last prompt token: its logits are needed.
             n_common = reuse_floor(job.media, min(n_common, len(job.prompt) - 1))
+            if n_common < len(slot.cache):
+                self.prompt_cache.save(slot, self.share.usable(slot), job, n_common)
+            slot.lora = job.lora
             if n_common < len(slot.cache):
                 if not self.ctx.seq_rm(slot.seq, n_common, -1):
                     self.ctx.seq_rm(slot.seq, -1, -1)
                     n_common = 0
                 del slot.cache[n_common:]
-            job.n_cached = n_common
+            job.n_cached = self._reuse(slot, job, n_common)
             job.t_start = time.perf_counter_ns()
             slot.job = job
+
+    def _reuse(self, slot: Slot, job: GenerateJob, n_common: int) -> int:
+        """A longer prefix than the slot's own, from another slot or the host cache."""
+        n = self.share.admit(slot, job, n_common)
+        return n if self.share.holds(slot) else self.prompt_cache.restore(slot, job, n)
 
     # ---- generation ---------------------------------------------------------------
 
@@ -188,6 +201,7 @@ class EngineLoop:
         """Choose what goes into this step's batch: one token per generating
         slot, then prompt chunks in arrival order while n_batch allows."""
         entries: list[Slot] = []
+        self.share.step()
         for slot in self.slots:
             job = slot.job
             if job is None or job.prefilling:
@@ -200,7 +214,8 @@ class EngineLoop:
         if self.speculator is not None:
             self.speculator.add_drafts(entries, self.n_batch - len(entries))
         budget = self.n_batch - sum(len(s.job.pending) for s in entries if s.job is not None)
-        prefilling = sorted((s for s in self.slots if s.job is not None and s.job.prefilling),
+        prefilling = sorted((s for s in self.slots
+                             if s.job is not None and s.job.prefilling and not self.share.holds(s)),
                             key=lambda s: s.job.order if s.job is not None else 0)
         for slot in prefilling:
             if budget <= 0:
@@ -337,6 +352,7 @@ class EngineLoop:
         self.ctx.seq_rm(slot.seq, keep, keep + n_discard)
         self.ctx.seq_add(slot.seq, keep + n_discard, -1, -n_discard)
         del slot.cache[keep:keep + n_discard]
+        self.share.shifted(slot, keep)
         log.debug("slot %d: context shift kept %d, discarded %d", slot.seq, keep, n_discard)
         return True
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -48,6 +49,20 @@ from pyllama.runner.protocol import (
 log = logging.getLogger("pyllama.runner")
 
 _STDERR_LINES = 40
+
+
+THREAD_WAIT_POLICIES = ("", "passive", "active")
+
+
+def runner_env(spec: LoadSpec) -> dict[str, str] | None:
+    """The runner's environment: the server's, with ``spec.thread_wait`` as
+    OpenMP's wait policy (ggml's CPU threads are OpenMP threads, and libgomp
+    reads the policy once, at start-up). None: inherit unchanged."""
+    if not spec.thread_wait:
+        return None
+    if spec.thread_wait not in THREAD_WAIT_POLICIES:
+        raise ValueError(f"thread wait policy must be one of passive, active (got {spec.thread_wait!r})")
+    return {**os.environ, "OMP_WAIT_POLICY": spec.thread_wait.upper()}
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -154,7 +169,7 @@ class RunnerClient:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "pyllama.runner", "--fd", str(theirs.fileno()), "--log-level", log_level,
-                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=runner_env(spec),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         except BaseException:
             ours.close()

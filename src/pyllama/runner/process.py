@@ -95,7 +95,7 @@ def load_engine(spec: LoadSpec) -> Engine:
                             n_threads=spec.n_threads or None, embeddings=spec.embeddings,
                             n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn,
                             type_k=spec.type_k, type_v=spec.type_v, lora=adapters, projector=projector,
-                            draft=spec.draft or None)
+                            draft=spec.draft or None, prompt_cache_mib=spec.prompt_cache_mib)
             engine.load_duration = time.perf_counter_ns() - t0  # the weights and adapters too
         except Exception as exc:
             reason = errors.reason or str(exc)

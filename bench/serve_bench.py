@@ -1,0 +1,174 @@
+"""`pyllama serve` over HTTP against llama-server from the same tree, on
+the workloads where work can be saved: a shared system prompt, and users
+returning to their conversations. Sides take turns (--passes), one server
+alive at a time; both use their prompt caches as a client would.
+
+    (a) --case shared:    N streams (--streams, default 8), each request = one
+        shared ~1,000-token system prompt + a distinct 30-token user turn, 128
+        generated tokens; --rounds requests per stream.
+    (b) --case returning: --users users with 3-turn conversations over N
+        slots; a turn = the conversation so far + 30 new tokens, 64 generated;
+        TTFT of turns 2 and 3 reported apart. llama-server runs with its
+        default RAM cache and with --cache-ram 0.
+
+    .venv/bin/python bench/serve_bench.py --case shared [--threads 2] [--passes 2]
+
+Prompts are random ordinary token ids that survive detokenize -> tokenize
+(engine_bench.round_trip_prompt): pyllama gets them as raw text through
+/api/generate, llama-server as ids through /completion. Distinct-prompt
+throughput (case c of issue #17) is engine_bench.py's table.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import uvloop
+
+from common import build_dir, default_model, platform_line
+from engine_bench import LlamaServer, OursHTTP, Phase, Sample, _TextPrompts, process_tree_rss, round_trip_prompt
+from pyllama import _native
+
+SHARED_TOKENS = 1000
+TURN_TOKENS = 30
+
+
+async def timed(side: LlamaServer | OursHTTP, prompt: list[int], n_predict: int) -> Sample:
+    sample = Sample(time.perf_counter())
+    async for arrival in side.generate(prompt, n_predict, True):
+        sample.arrivals.append(arrival)
+    return sample
+
+
+async def shared_case(side: LlamaServer | OursHTTP, n: int, rounds: int, system: list[int],
+                      turns: list[list[int]]) -> Phase:
+    start = time.perf_counter()
+    samples: list[Sample] = []
+
+    async def worker(w: int) -> None:
+        for r in range(rounds):
+            samples.append(await timed(side, system + turns[w * rounds + r], 128))
+
+    await asyncio.gather(*(worker(w) for w in range(n)))
+    return Phase(n, samples, time.perf_counter() - start)
+
+
+async def returning_case(side: LlamaServer | OursHTTP, n: int, users: int, draw: Callable[[int], list[int]]
+                         ) -> dict[int, list[float]]:
+    """TTFT per turn (1, 2, 3); ``n`` workers serve the users' turns in rounds."""
+    history: list[list[int]] = [[] for _ in range(users)]
+    ttft: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    for turn in (1, 2, 3):
+        queue = list(range(users))
+
+        async def worker() -> None:
+            while queue:
+                u = queue.pop(0)
+                prompt = history[u] + draw(TURN_TOKENS if turn > 1 else 300)
+                sample = await timed(side, prompt, 64)
+                ttft[turn].append(sample.ttft)
+                history[u] = prompt + draw(sample.tokens)  # the reply stands in as random ids
+
+        await asyncio.gather(*(worker() for _ in range(n)))
+    return ttft
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=["shared", "returning"], default="shared")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=4096, help="context per slot")
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = args.model or default_model()
+    binary = build_dir() / "bin" / "llama-server"
+    if not binary.exists():
+        from common import build_llama_tools
+
+        binary = build_llama_tools("llama-server") / "llama-server"
+    vocab_model = _native.Model(model, vocab_only=True)
+    vocab = (1000, vocab_model.n_vocab - 1000)
+    texts = _TextPrompts(vocab_model)
+    n = args.streams
+    sides: dict[str, Callable[[], LlamaServer | OursHTTP]] = {
+        "llama-server": lambda: LlamaServer(binary, model, args.threads, args.ctx, n),
+        "pyllama": lambda: OursHTTP(model, args.threads, args.ctx, n, texts),
+    }
+    if args.case == "returning":
+        def no_cache() -> LlamaServer:
+            server = LlamaServer(binary, model, args.threads, args.ctx, n)
+            server.cmd += ["--cache-ram", "0"]
+            return server
+        sides["llama-server -cram 0"] = no_cache
+
+    async def run() -> dict[str, list[object]]:
+        out: dict[str, list[object]] = {name: [] for name in sides}
+        for turn in range(args.passes):
+            for name, make in sides.items():
+                rng = np.random.default_rng(args.seed + turn)  # the same prompts for every side
+                draw = lambda size: round_trip_prompt(vocab_model, rng, vocab, size)  # noqa: E731
+                side = make()
+                await side.start()
+                try:
+                    await timed(side, draw(50), 8)  # warm-up
+                    if args.case == "shared":
+                        system = draw(SHARED_TOKENS)
+                        turns = [draw(TURN_TOKENS) for _ in range(n * args.rounds)]
+                        phase = await shared_case(side, n, args.rounds, system, turns)
+                        out[name].append(phase)
+                        print(f"# pass {turn} {name}: {phase.aggregate:.1f} tok/s, TTFT p50 {phase.pct(50):.2f} s, "
+                              f"p95 {phase.pct(95):.2f} s, load avg {os.getloadavg()[0]:.2f}", flush=True)
+                    else:
+                        ttft = await returning_case(side, n, args.users, draw)
+                        out[name].append(ttft)
+                        print(f"# pass {turn} {name}: TTFT p50 by turn " + ", ".join(
+                            f"{t}: {statistics.median(v):.2f} s" for t, v in ttft.items()), flush=True)
+                    out[name].append(("rss", process_tree_rss(side.pid)))
+                finally:
+                    await side.stop()
+        return out
+
+    results = uvloop.run(run())
+    print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | {n} slots | case {args.case} "
+          f"| {args.passes} passes | load avg {os.getloadavg()[0]:.2f}")
+    print(f"platform: {platform_line()}\n")
+    rss = {name: max(r[1] for r in rows if isinstance(r, tuple)) for name, rows in results.items()}
+    if args.case == "shared":
+        print("| side | agg tok/s | vs llama-server | TTFT p50 ms | vs | TTFT p95 ms | vs | peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|---|")
+        pooled = {}
+        for name, rows in results.items():
+            phases = [p for p in rows if isinstance(p, Phase)]
+            pooled[name] = Phase(n, [s for p in phases for s in p.samples], sum(p.wall for p in phases))
+        ref = pooled["llama-server"]
+        for name, p in pooled.items():
+            print(f"| {name} | {p.aggregate:.1f} | {p.aggregate / ref.aggregate:.2f} | {p.pct(50) * 1e3:.0f} "
+                  f"| {p.pct(50) / ref.pct(50):.2f} | {p.pct(95) * 1e3:.0f} | {p.pct(95) / ref.pct(95):.2f} "
+                  f"| {rss[name] / 2**20:.0f} |")
+    else:
+        print("| side | TTFT p50 turn 1 ms | turn 2 ms | turn 3 ms | turns 2-3 p50 vs llama-server -cram 0 "
+              "| peak RSS MiB |")
+        print("|---|---|---|---|---|---|")
+        merged = {name: {t: [x for r in rows if isinstance(r, dict) for x in r[t]] for t in (1, 2, 3)}
+                  for name, rows in results.items()}
+        ref = merged["llama-server -cram 0"]
+        ref_later = statistics.median(ref[2] + ref[3])
+        for name, m in merged.items():
+            later = statistics.median(m[2] + m[3])
+            print(f"| {name} | {statistics.median(m[1]) * 1e3:.0f} | {statistics.median(m[2]) * 1e3:.0f} "
+                  f"| {statistics.median(m[3]) * 1e3:.0f} | {later / ref_later:.2f} | {rss[name] / 2**20:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
