@@ -40,13 +40,13 @@ MIN_GAIN = 32
 """Tokens a copy must save over the slot's own cached prefix to be made."""
 
 
-@dataclass(eq=False)
-
 def shared_prefix(tokens: Sequence[int], job: GenerateJob, limit: int) -> int:
     """How many of ``tokens`` ``job`` can take as its prompt's prefix: at most
     ``limit``, and never ending inside an image (its cells are one unit)."""
     return reuse_floor(job.media, min(common_prefix(tokens, job.prompt), limit))
 
+
+@dataclass(eq=False)
 class _Follow:
     leader: Slot
     leader_job: GenerateJob
