@@ -174,8 +174,8 @@ def test_automatic_parallel_falls_back_to_one_slot_when_four_do_not_fit(smollm2:
     async def main() -> None:
         probe = scheduler(context_length=8192)
         options = probe.runner_options(smollm2, None)
-        one = probe._estimate(smollm2, options, 1).total
-        four = probe._estimate(smollm2, options, 4).total
+        one = probe._estimate(smollm2, options, 1, False).total
+        four = probe._estimate(smollm2, options, 4, False).total
         assert one < four
         sched = Scheduler(probe.config, n_threads=1, memory_available=lambda: (one + four) // 2)
         try:
