@@ -7,7 +7,10 @@ request keeps its context small (``num_ctx`` 512) so one runner serves them all.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +68,23 @@ def post(base: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
     if isinstance(body, (bytes, str)):
         return httpx.post(base + path, content=body, timeout=120, **kwargs)
     return httpx.post(base + path, json=body, timeout=120, **kwargs)
+
+
+def generate_bare(base: str, model: str, prompt: str, **options: Any) -> dict[str, Any]:
+    """A greedy, unstreamed /api/generate of ``prompt`` as it is (a bare template,
+    not raw: raw answers carry no ``context``); ``options`` over temperature 0."""
+    body = {"model": model, "prompt": prompt, "template": "{{ .Prompt }}", "stream": False,
+            "options": {"temperature": 0, **options}}
+    resp = post(base, "/api/generate", body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def create_with_cli(base: str, name: str, folder: Path) -> None:
+    """``pyllama create NAME -f Modelfile`` in ``folder`` (relative paths resolve there), against ``base``."""
+    done = subprocess.run([sys.executable, "-m", "pyllama", "create", name, "-f", "Modelfile"], cwd=folder,
+                          env={**os.environ, "PYLLAMA_HOST": base}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 # Model variants the chat-shaped routes share: a template that renders tools and tool calls (with a

@@ -5,9 +5,7 @@ that does not fit the base model fails create with both names."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import ollama
 import pytest
 
 from ggufutil import write_tiny_llama
-from inferenceutil import MODEL, ndjson, post
+from inferenceutil import MODEL, create_with_cli, generate_bare, ndjson, post
 from lorautil import assert_same_greedy, lora_for_tiny, reference_greedy
 from pyllama import _native
 from serverutil import start_server
@@ -40,13 +38,7 @@ def base(module_models_dir: Path, model_path: Path, lora_path: Path) -> Iterator
         yield url
 
 
-def _generate(base: str, model: str, prompt: str, **options: Any) -> dict[str, Any]:
-    # The prompt as it is (a bare template, not raw: raw answers carry no ``context``).
-    body = {"model": model, "prompt": prompt, "template": "{{ .Prompt }}", "stream": False,
-            "options": {"temperature": 0, "num_predict": 16, **options}}
-    resp = post(base, "/api/generate", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+_generate = functools.partial(generate_bare, num_predict=16)
 
 
 def _generated(result: dict[str, Any]) -> list[int]:
@@ -71,10 +63,7 @@ def test_adapter_model_answers_as_the_binding_computes(base: str, model_path: Pa
 def test_modelfile_adapter_via_the_cli(base: str, model_path: Path, lora_path: Path, tmp_path: Path) -> None:
     (tmp_path / "my-lora.gguf").write_bytes(lora_path.read_bytes())
     (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nADAPTER ./my-lora.gguf\n")
-    env = {**os.environ, "PYLLAMA_HOST": base}
-    done = subprocess.run([sys.executable, "-m", "pyllama", "create", "from-modelfile", "-f", "Modelfile"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    create_with_cli(base, "from-modelfile", tmp_path)
     prompt = "A good name for a cat is"
     result = _generate(base, "from-modelfile", prompt)
     model = _native.Model(model_path)

@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from ggufutil import write_tiny_llama
-from inferenceutil import MODEL, post
+from inferenceutil import MODEL, create_with_cli, post
 from lorautil import assert_same_greedy
 from mediautil import IMAGE_TOKENS, picture, reference_greedy, wav_bytes
 from pyllama import _native
@@ -172,10 +172,7 @@ def test_projector_is_part_of_the_runner(base: str, client: ollama.Client) -> No
 def test_modelfile_with_a_second_from(base: str, model_path: Path, mmproj_path: Path, tmp_path: Path) -> None:
     (tmp_path / "mmproj.gguf").write_bytes(mmproj_path.read_bytes())
     (tmp_path / "Modelfile").write_text(f"FROM {model_path}\nFROM ./mmproj.gguf\nPARAMETER temperature 0\n")
-    env = {**os.environ, "PYLLAMA_HOST": base}
-    done = subprocess.run([sys.executable, "-m", "pyllama", "create", "eyes", "-f", "Modelfile"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    create_with_cli(base, "eyes", tmp_path)
     shown = post(base, "/api/show", {"model": "eyes"}).json()
     assert "vision" in shown["capabilities"] and "projector_info" in shown
     a = generate(base, "eyes", "What is it?", [picture(2)]).json()

@@ -5,9 +5,7 @@ request option; a draft with another vocabulary fails create."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import functools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +16,7 @@ import ollama
 import pytest
 
 from ggufutil import write_tiny_llama
-from inferenceutil import MODEL, ndjson, post
+from inferenceutil import MODEL, create_with_cli, generate_bare, ndjson, post
 from serverutil import start_server
 
 FAST = "fast"
@@ -38,18 +36,11 @@ def base(module_models_dir: Path, model_path: Path, draft_path: Path,
         work = tmp_path_factory.mktemp("modelfile")
         (work / "draft.gguf").symlink_to(draft_path)
         (work / "Modelfile").write_text(f"FROM {MODEL}\nDRAFT ./draft.gguf\nPARAMETER draft_p_min 0\n")
-        done = subprocess.run([sys.executable, "-m", "pyllama", "create", FAST, "-f", "Modelfile"], cwd=work,
-                              env={**os.environ, "PYLLAMA_HOST": url}, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+        create_with_cli(url, FAST, work)
         yield url
 
 
-def _generate(base: str, model: str, prompt: str, **options: Any) -> dict[str, Any]:
-    body = {"model": model, "prompt": prompt, "template": "{{ .Prompt }}", "stream": False,
-            "options": {"temperature": 0, "num_predict": 24, **options}}
-    resp = post(base, "/api/generate", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+_generate = functools.partial(generate_bare, num_predict=24)
 
 
 def test_draft_model_output_is_the_base_output(base: str) -> None:
