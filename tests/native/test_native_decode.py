@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lorautil import top2_gap
 from pyllama import _native
 
 PROMPTS = [
@@ -39,11 +40,6 @@ def greedy(ctx: _native.Context, model: _native.Model, prompt: str, n: int, seq:
         pos += 1
         ctx.decode(batch)
     return out, rows
-
-
-def top2_gap(logits: np.ndarray) -> float:
-    top = np.partition(logits, -2)[-2:]
-    return float(abs(top[1] - top[0]))
 
 
 def test_greedy_is_deterministic(model):
