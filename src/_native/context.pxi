@@ -458,14 +458,16 @@ cdef class Context:
         """One sequence's KV state as bytes (flags: 1 partial-only)."""
         self._check_seq(seq, False)
         cdef size_t n = llama_state_seq_get_size_ext(self.ptr, seq, flags)
-        cdef bytearray buf = bytearray(n)
-        cdef uint8_t * p = <uint8_t *><char *>buf
+        # Written straight into the bytes object we return (not yet shared):
+        # a state can be hundreds of MiB, and each extra copy is resident.
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>n)
+        cdef uint8_t * p = <uint8_t *>PyBytes_AS_STRING(out)
         cdef size_t got
         with nogil:
             got = llama_state_seq_get_data_ext(self.ptr, p, n, seq, flags)
         if got == 0 and n != 0:
             raise LlamaError(f"saving the state of sequence {seq} failed")
-        return bytes(buf[:got])
+        return out if got == n else out[:got]
 
     def state_seq_set(self, const uint8_t[::1] data not None, int seq, unsigned int flags=0):
         """Restore bytes from state_seq_get into `seq` (cleared first)."""
