@@ -38,6 +38,7 @@ def test_a_returning_conversation_is_restored_from_host_memory(engine_model: _na
             n_first = len(engine.tokenize(first))
             cache = engine._loop.prompt_cache
             assert (cache.n_saved, cache.n_restored) == ((0, 0) if mib == 0 else (2, 1))
+            assert len(cache) == (0 if mib == 0 else 1)  # "rivers"; the restored "bread" lives in the slot now
     assert runs[0][1].cached_tokens < 5  # "Tell me about" at most
     restored = runs[64][1]
     assert restored.cached_tokens >= n_first  # only the reply and the new turn were evaluated

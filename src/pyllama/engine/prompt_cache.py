@@ -6,7 +6,10 @@ slot's cached tokens are discarded, the loop saves the slot's KV state
 (``state_seq_get``) here, keyed by its tokens (and adapter scales). When a
 request is admitted and an entry shares a longer prefix with its prompt
 than any slot does (by ``min_gain`` tokens), the entry is restored into the
-slot (``state_seq_set``) and trimmed to the shared prefix.
+slot (``state_seq_set``) and trimmed to the shared prefix; it then leaves
+the cache, since the slot holds it now and is saved again (with what
+followed) when its cells are next taken. So a conversation costs one entry,
+not one per turn.
 
 Entries are kept least recently used first within a byte budget
 (``PYLLAMA_PROMPT_CACHE_MIB``); one entry never holds a prefix of another
@@ -134,7 +137,7 @@ class PromptCache:
             return 0
         slot.cache[:] = entry.tokens[:best_n].tolist()
         slot.lora = entry.lora
-        self._entries.move_to_end(best_key)
+        self._drop(best_key)
         self.n_restored += 1
         self.n_tokens_restored += best_n
         return best_n
