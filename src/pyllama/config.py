@@ -98,7 +98,7 @@ class Config:
     kv_cache_type: str = "f16"
     prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
     """Host memory per runner for the states of reused slots (0: off)."""
-    thread_wait: str = "passive"
+    thread_wait: str = "auto"
     """OpenMP wait policy of runners' decode threads, "passive" or "active" (bench/contention_bench.py:
     spinning threads collapse when another process wants a core; docs/engine.md)."""
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
@@ -154,7 +154,7 @@ class Config:
             flash_attention=parse_bool(flash_raw) if flash_raw else None,
             kv_cache_type=(_raw(env, "KV_CACHE_TYPE") or "f16").lower(),
             prompt_cache_mib=_uint(_raw(env, "PROMPT_CACHE_MIB"), DEFAULT_PROMPT_CACHE_MIB),
-            thread_wait=_raw(env, "THREAD_WAIT").lower() or "passive",
+            thread_wait=_raw(env, "THREAD_WAIT").lower() or "auto",
             runner_watchdog=_raw(env, "RUNNER_WATCHDOG"),
             generic_tools=parse_bool(_raw(env, "GENERIC_TOOLS") or "1"),
             rpc_servers=_raw(env, "RPC_SERVERS"),

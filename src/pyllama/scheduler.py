@@ -97,8 +97,8 @@ class Scheduler:
         type_bytes(config.kv_cache_type)  # reject an unknown cache type up front
         self.rpc = RpcPool(config.rpc_servers)  # remote devices (docs/rpc.md); bad values refused here
         self.tensor_split = parse_tensor_split(config.tensor_split)
-        if config.thread_wait not in THREAD_WAIT_POLICIES or not config.thread_wait:
-            raise ValueError(f"unsupported thread wait policy '{config.thread_wait}' (use passive or active)")
+        if config.thread_wait not in THREAD_WAIT_POLICIES:
+            raise ValueError(f"unsupported thread wait policy '{config.thread_wait}' (use auto, passive or active)")
         self._memory_available = memory_available
         self._vram_available = vram_available
         self._runners: dict[RunnerKey, LoadedRunner] = {}

@@ -51,17 +51,19 @@ log = logging.getLogger("pyllama.runner")
 _STDERR_LINES = 40
 
 
-THREAD_WAIT_POLICIES = ("", "passive", "active")
+THREAD_WAIT_POLICIES = ("auto", "passive", "active")
 
 
 def runner_env(spec: LoadSpec) -> dict[str, str] | None:
     """The runner's environment: the server's, with ``spec.thread_wait`` as
     OpenMP's wait policy (ggml's CPU threads are OpenMP threads, and libgomp
-    reads the policy once, at start-up). None: inherit unchanged."""
-    if not spec.thread_wait:
+    reads the policy once, at start-up). None ("auto" or unset): inherit
+    unchanged, so libgomp spins briefly and then sleeps, as llama.cpp's own
+    tools run."""
+    if spec.thread_wait in ("", "auto"):
         return None
     if spec.thread_wait not in THREAD_WAIT_POLICIES:
-        raise ValueError(f"thread wait policy must be one of passive, active (got {spec.thread_wait!r})")
+        raise ValueError(f"thread wait policy must be one of auto, passive, active (got {spec.thread_wait!r})")
     return {**os.environ, "OMP_WAIT_POLICY": spec.thread_wait.upper()}
 
 

@@ -48,7 +48,7 @@ class LoadSpec(msgspec.Struct, tag="load", array_like=True, omit_defaults=True, 
     tensor_split: list[float] = []  # shares of the offloaded layers per device; empty: by free memory
     draft: str = ""  # a draft model GGUF for speculative decoding ("" none)
     prompt_cache_mib: int = 0  # host-memory prompt cache budget (PYLLAMA_PROMPT_CACHE_MIB)
-    thread_wait: str = ""  # OpenMP wait policy of the decode threads ("passive"/"active"; "" libgomp's)
+    thread_wait: str = ""  # OpenMP wait policy of the decode threads ("passive"/"active"; "" or "auto": libgomp's)
 
 
 class Submit(msgspec.Struct, tag="submit", array_like=True, gc=False):
