@@ -266,7 +266,9 @@ class OursHTTP(ServerProcess):
         (await self.client.post("/api/generate", json={"model": "bench", "prompt": "",
                                                        "options": {"num_ctx": self.n_ctx}})).raise_for_status()
 
-    async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
+    async def generate(self, prompt: list[int], n_predict: int, cache: bool,
+                       info: dict[str, float] | None = None) -> AsyncIterator[tuple[float, int]]:
+        """``info`` gets ``prompt_n``, ``prompt_ms`` and ``eval_ms``: the prompt tokens this request evaluated, how long that took, and how long generating took."""
         body = {"model": "bench", "prompt": self.texts[tuple(prompt)], "raw": True, "stream": True,
                 "options": {"num_predict": n_predict, "temperature": 0, "num_ctx": self.n_ctx}}
         seen = 0
@@ -275,6 +277,10 @@ class OursHTTP(ServerProcess):
                 raise RuntimeError(line.decode())
             if b'"done":true' in line:
                 chunk = msgspec.json.decode(line)
+                if info is not None:
+                    info["prompt_n"] = int(chunk.get("prompt_eval_count", 0))
+                    info["prompt_ms"] = int(chunk.get("prompt_eval_duration", 0)) / 1e6
+                    info["eval_ms"] = int(chunk.get("eval_duration", 0)) / 1e6
                 rest = int(chunk.get("eval_count", seen)) - seen  # tokens whose text came in one piece
                 if rest > 0:
                     yield time.perf_counter(), rest
@@ -306,7 +312,9 @@ class LlamaServer(ServerProcess):
     async def start(self) -> None:
         await self.launch(self.cmd, "/health", 120)
 
-    async def generate(self, prompt: list[int], n_predict: int, cache: bool) -> AsyncIterator[tuple[float, int]]:
+    async def generate(self, prompt: list[int], n_predict: int, cache: bool,
+                       info: dict[str, float] | None = None) -> AsyncIterator[tuple[float, int]]:
+        """``info`` gets ``prompt_n``, ``prompt_ms`` and ``eval_ms``: the prompt tokens this request evaluated, how long that took, and how long generating took."""
         body = {"prompt": prompt, "n_predict": n_predict, "stream": True, "ignore_eos": True,
                 "cache_prompt": cache, "temperature": 0, "return_tokens": True}
         seen = 0
@@ -321,6 +329,10 @@ class LlamaServer(ServerProcess):
                 yield time.perf_counter(), predicted - seen
                 seen = predicted
             if chunk.get("stop"):
+                if info is not None:
+                    info["prompt_n"] = int(chunk.get("timings", {}).get("prompt_n", 0))
+                    info["prompt_ms"] = float(chunk.get("timings", {}).get("prompt_ms", 0))
+                    info["eval_ms"] = float(chunk.get("timings", {}).get("predicted_ms", 0))
                 return
 
 

@@ -7,9 +7,13 @@ alive at a time; both use their prompt caches as a client would.
         shared ~1,000-token system prompt + a distinct 30-token user turn, 128
         generated tokens; --rounds requests per stream.
     (b) --case returning: --users users with 3-turn conversations over N
-        slots; a turn = the conversation so far + 30 new tokens, 64 generated;
-        TTFT of turns 2 and 3 reported apart. llama-server runs with its
-        default RAM cache and with --cache-ram 0.
+        slots; a turn = the conversation so far + 30 new tokens, up to 64
+        generated; TTFT of turns 2 and 3 reported apart. llama-server runs
+        with its default RAM cache and with --cache-ram 0. With --replies
+        model (default) the conversation carries the text each server
+        replied, as a chat client sends it back, and both sides get text
+        prompts (greedy, so both reply alike); --replies random puts random
+        ids in place of each reply (every turn then re-evaluates the reply).
 
     .venv/bin/python bench/serve_bench.py --case shared [--threads 2] [--passes 2]
 
@@ -31,17 +35,21 @@ from pathlib import Path
 import numpy as np
 import uvloop
 
+import msgspec
+
 from common import build_dir, default_model, platform_line
 from engine_bench import LlamaServer, OursHTTP, Phase, Sample, _TextPrompts, process_tree_rss, round_trip_prompt
 from pyllama import _native
+from rawhttp import post_lines
 
 SHARED_TOKENS = 1000
 TURN_TOKENS = 30
 
 
-async def timed(side: LlamaServer | OursHTTP, prompt: list[int], n_predict: int) -> Sample:
+async def timed(side: LlamaServer | OursHTTP, prompt: list[int], n_predict: int,
+                info: dict[str, float] | None = None) -> Sample:
     sample = Sample(time.perf_counter())
-    async for arrival in side.generate(prompt, n_predict, True):
+    async for arrival in side.generate(prompt, n_predict, True, info):
         sample.arrivals.append(arrival)
     return sample
 
@@ -60,10 +68,15 @@ async def shared_case(side: LlamaServer | OursHTTP, n: int, rounds: int, system:
 
 
 async def returning_case(side: LlamaServer | OursHTTP, n: int, users: int, draw: Callable[[int], list[int]]
-                         ) -> dict[int, list[float]]:
-    """TTFT per turn (1, 2, 3); ``n`` workers serve the users' turns in rounds."""
+                         ) -> tuple[dict[int, list[float]], dict[int, list[int]], dict[int, list[float]],
+                                    dict[int, list[float]]]:
+    """TTFT, evaluated prompt tokens and the server's prompt time per turn (1, 2, 3); ``n`` workers
+    serve the users' turns in rounds."""
     history: list[list[int]] = [[] for _ in range(users)]
     ttft: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    evaluated: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    eval_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    gen_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
     for turn in (1, 2, 3):
         queue = list(range(users))
 
@@ -71,12 +84,73 @@ async def returning_case(side: LlamaServer | OursHTTP, n: int, users: int, draw:
             while queue:
                 u = queue.pop(0)
                 prompt = history[u] + draw(TURN_TOKENS if turn > 1 else 300)
-                sample = await timed(side, prompt, 64)
+                info: dict[str, float] = {}
+                sample = await timed(side, prompt, 64, info)
                 ttft[turn].append(sample.ttft)
+                evaluated[turn].append(int(info.get("prompt_n", -1)))
+                eval_ms[turn].append(info.get("prompt_ms", -1))
+                gen_ms[turn].append(info.get("eval_ms", -1))
                 history[u] = prompt + draw(sample.tokens)  # the reply stands in as random ids
 
         await asyncio.gather(*(worker() for _ in range(n)))
-    return ttft
+    return ttft, evaluated, eval_ms, gen_ms
+
+
+async def text_turn(side: LlamaServer | OursHTTP, text: str, n_predict: int) -> tuple[float, str, dict[str, float]]:
+    """One streamed turn with a text prompt: TTFT, the reply's text, and the
+    server's own counts (prompt tokens evaluated, prompt and generation ms)."""
+    if isinstance(side, OursHTTP):
+        path = "/api/generate"
+        body = {"model": "bench", "prompt": text, "raw": True, "stream": True,
+                "options": {"num_predict": n_predict, "temperature": 0, "num_ctx": side.n_ctx}}
+    else:
+        path = "/completion"
+        body = {"prompt": text, "n_predict": n_predict, "stream": True, "cache_prompt": True, "temperature": 0}
+    start, first, reply, info = time.perf_counter(), 0.0, [], {}
+    async for line in post_lines("127.0.0.1", side.port, path, msgspec.json.encode(body)):
+        if isinstance(side, LlamaServer):
+            if not line.startswith(b"data: "):
+                continue
+            line = line[6:]
+        chunk = msgspec.json.decode(line)
+        piece = chunk.get("response", chunk.get("content", ""))
+        if piece and not first:
+            first = time.perf_counter()
+        reply.append(piece)
+        if chunk.get("done"):
+            info = {"prompt_n": chunk.get("prompt_eval_count", 0), "prompt_ms": chunk.get("prompt_eval_duration", 0) / 1e6,
+                    "eval_ms": chunk.get("eval_duration", 0) / 1e6}
+        elif chunk.get("stop"):
+            t = chunk.get("timings", {})
+            info = {"prompt_n": t.get("prompt_n", 0), "prompt_ms": t.get("prompt_ms", 0), "eval_ms": t.get("predicted_ms", 0)}
+    return (first or time.perf_counter()) - start, "".join(reply), info
+
+
+async def returning_text_case(side: LlamaServer | OursHTTP, n: int, users: int, say: Callable[[int], str]
+                              ) -> tuple[dict[int, list[float]], dict[int, list[int]], dict[int, list[float]],
+                                         dict[int, list[float]]]:
+    """As returning_case, but the conversation is text and carries the replies."""
+    history = ["" for _ in range(users)]
+    ttft: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    evaluated: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    eval_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    gen_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    for turn in (1, 2, 3):
+        queue = list(range(users))
+
+        async def worker() -> None:
+            while queue:
+                u = queue.pop(0)
+                prompt = history[u] + say(TURN_TOKENS if turn > 1 else 300)
+                first, reply, info = await text_turn(side, prompt, 64)
+                ttft[turn].append(first)
+                evaluated[turn].append(int(info.get("prompt_n", -1)))
+                eval_ms[turn].append(info.get("prompt_ms", -1))
+                gen_ms[turn].append(info.get("eval_ms", -1))
+                history[u] = prompt + reply
+
+        await asyncio.gather(*(worker() for _ in range(n)))
+    return ttft, evaluated, eval_ms, gen_ms
 
 
 def main() -> None:
@@ -90,6 +164,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replies", choices=["model", "random"], default="model",
+                        help="returning case: carry each reply's text, or random ids in its place")
+    parser.add_argument("--sides", default="", help="comma-separated subset of the sides (default: all)")
+    parser.add_argument("--cache-mib", type=int, default=None,
+                        help="host prompt cache budget for both sides (PYLLAMA_PROMPT_CACHE_MIB, --cache-ram); "
+                             "default: each side's own default")
     args = parser.parse_args()
     model = args.model or default_model()
     binary = build_dir() / "bin" / "llama-server"
@@ -101,16 +181,27 @@ def main() -> None:
     vocab = (1000, vocab_model.n_vocab - 1000)
     texts = _TextPrompts(vocab_model)
     n = args.streams
-    sides: dict[str, Callable[[], LlamaServer | OursHTTP]] = {
-        "llama-server": lambda: LlamaServer(binary, model, args.threads, args.ctx, n),
-        "pyllama": lambda: OursHTTP(model, args.threads, args.ctx, n, texts),
-    }
+    def llama_server() -> LlamaServer:
+        server = LlamaServer(binary, model, args.threads, args.ctx, n)
+        if args.cache_mib is not None:
+            server.cmd += ["--cache-ram", str(args.cache_mib)]
+        return server
+
+    def pyllama() -> OursHTTP:
+        ours = OursHTTP(model, args.threads, args.ctx, n, texts)
+        if args.cache_mib is not None:
+            ours.env["PYLLAMA_PROMPT_CACHE_MIB"] = str(args.cache_mib)
+        return ours
+
+    sides: dict[str, Callable[[], LlamaServer | OursHTTP]] = {"llama-server": llama_server, "pyllama": pyllama}
     if args.case == "returning":
         def no_cache() -> LlamaServer:
             server = LlamaServer(binary, model, args.threads, args.ctx, n)
             server.cmd += ["--cache-ram", "0"]
             return server
         sides["llama-server -cram 0"] = no_cache
+    if args.sides:
+        sides = {name: make for name, make in sides.items() if name in args.sides.split(",")}
 
     async def run() -> dict[str, list[object]]:
         out: dict[str, list[object]] = {name: [] for name in sides}
@@ -130,18 +221,29 @@ def main() -> None:
                         print(f"# pass {turn} {name}: {phase.aggregate:.1f} tok/s, TTFT p50 {phase.pct(50):.2f} s, "
                               f"p95 {phase.pct(95):.2f} s, load avg {os.getloadavg()[0]:.2f}", flush=True)
                     else:
-                        ttft = await returning_case(side, n, args.users, draw)
+                        if args.replies == "model":
+                            say = lambda size: texts[tuple(draw(size))]  # noqa: E731
+                            ttft, evaluated, eval_ms, gen_ms = await returning_text_case(side, n, args.users, say)
+                        else:
+                            ttft, evaluated, eval_ms, gen_ms = await returning_case(side, n, args.users, draw)
                         out[name].append(ttft)
                         print(f"# pass {turn} {name}: TTFT p50 by turn " + ", ".join(
-                            f"{t}: {statistics.median(v):.2f} s" for t, v in ttft.items()), flush=True)
+                            f"{t}: {statistics.median(v):.2f} s" for t, v in ttft.items())
+                            + " | prompt tokens evaluated, mean by turn " + ", ".join(
+                            f"{t}: {statistics.mean(v):.0f}" for t, v in evaluated.items())
+                            + " | server prompt ms p50 by turn " + ", ".join(
+                            f"{t}: {statistics.median(v):.0f}" for t, v in eval_ms.items())
+                            + " | server generation ms p50 by turn " + ", ".join(
+                            f"{t}: {statistics.median(v):.0f}" for t, v in gen_ms.items()), flush=True)
                     out[name].append(("rss", process_tree_rss(side.pid)))
                 finally:
                     await side.stop()
         return out
 
     results = uvloop.run(run())
+    replies = f"replies {args.replies} | " if args.case == "returning" else ""
     print(f"model: {model.name} | threads {args.threads} | ctx/slot {args.ctx} | {n} slots | case {args.case} "
-          f"| {args.passes} passes | load avg {os.getloadavg()[0]:.2f}")
+          f"| {replies}{args.passes} passes | load avg {os.getloadavg()[0]:.2f}")
     print(f"platform: {platform_line()}\n")
     rss = {name: max(r[1] for r in rows if isinstance(r, tuple)) for name, rows in results.items()}
     if args.case == "shared":
@@ -151,7 +253,7 @@ def main() -> None:
         for name, rows in results.items():
             phases = [p for p in rows if isinstance(p, Phase)]
             pooled[name] = Phase(n, [s for p in phases for s in p.samples], sum(p.wall for p in phases))
-        ref = pooled["llama-server"]
+        ref = pooled.get("llama-server", next(iter(pooled.values())))  # the first side without it
         for name, p in pooled.items():
             print(f"| {name} | {p.aggregate:.1f} | {p.aggregate / ref.aggregate:.2f} | {p.pct(50) * 1e3:.0f} "
                   f"| {p.pct(50) / ref.pct(50):.2f} | {p.pct(95) * 1e3:.0f} | {p.pct(95) / ref.pct(95):.2f} "
@@ -162,7 +264,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         merged = {name: {t: [x for r in rows if isinstance(r, dict) for x in r[t]] for t in (1, 2, 3)}
                   for name, rows in results.items()}
-        ref = merged["llama-server -cram 0"]
+        ref = merged.get("llama-server -cram 0", next(iter(merged.values())))
         ref_later = statistics.median(ref[2] + ref[3])
         for name, m in merged.items():
             later = statistics.median(m[2] + m[3])
