@@ -99,8 +99,9 @@ class Config:
     prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
     """Host memory per runner for the states of reused slots (0: off)."""
     thread_wait: str = "auto"
-    """OpenMP wait policy of runners' decode threads, "passive" or "active" (bench/contention_bench.py:
-    spinning threads collapse when another process wants a core; docs/engine.md)."""
+    """OpenMP wait policy of runners' decode threads: "auto" (libgomp's own: spin, then sleep),
+    "passive" or "active" (bench/contention_bench.py: passive sleeps at every graph barrier, slow
+    on an idle machine; spinning collapses when another process wants a core; docs/engine.md)."""
     runner_watchdog: str = ""  # PYLLAMA_RUNNER_WATCHDOG, parsed by pyllama.runner.watchdog
     rpc_servers: str = ""  # PYLLAMA_RPC_SERVERS (host:port,...), parsed by pyllama.rpc
     tensor_split: str = ""  # PYLLAMA_TENSOR_SPLIT (shares per device), parsed by pyllama.rpc
