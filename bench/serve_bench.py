@@ -29,8 +29,9 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvloop
@@ -67,33 +68,53 @@ async def shared_case(side: LlamaServer | OursHTTP, n: int, rounds: int, system:
     return Phase(n, samples, time.perf_counter() - start)
 
 
-async def returning_case(side: LlamaServer | OursHTTP, n: int, users: int, draw: Callable[[int], list[int]]
-                         ) -> tuple[dict[int, list[float]], dict[int, list[int]], dict[int, list[float]],
-                                    dict[int, list[float]]]:
-    """TTFT, evaluated prompt tokens and the server's prompt time per turn (1, 2, 3); ``n`` workers
-    serve the users' turns in rounds."""
-    history: list[list[int]] = [[] for _ in range(users)]
-    ttft: dict[int, list[float]] = {1: [], 2: [], 3: []}
-    evaluated: dict[int, list[int]] = {1: [], 2: [], 3: []}
-    eval_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
-    gen_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
+PerTurn = dict[int, list[float]]
+Ask = Callable[[Any, int], Awaitable[tuple[float, Any, dict[str, float]]]]
+
+
+async def returning_case(n: int, users: int, ask: Ask, empty: Any) -> dict[str, PerTurn]:
+    """Per turn (1, 2, 3): TTFT, prompt tokens the server evaluated, its prompt
+    and generation ms. ``n`` workers serve the users' turns in rounds;
+    ``ask(history, turn)`` runs one turn and returns (TTFT, the history with
+    this turn and its reply, the server's counts)."""
+    history = [empty for _ in range(users)]
+    stats: dict[str, PerTurn] = {key: {1: [], 2: [], 3: []} for key in ("ttft", "prompt_n", "prompt_ms", "eval_ms")}
     for turn in (1, 2, 3):
         queue = list(range(users))
 
         async def worker() -> None:
             while queue:
                 u = queue.pop(0)
-                prompt = history[u] + draw(TURN_TOKENS if turn > 1 else 300)
-                info: dict[str, float] = {}
-                sample = await timed(side, prompt, 64, info)
-                ttft[turn].append(sample.ttft)
-                evaluated[turn].append(int(info.get("prompt_n", -1)))
-                eval_ms[turn].append(info.get("prompt_ms", -1))
-                gen_ms[turn].append(info.get("eval_ms", -1))
-                history[u] = prompt + draw(sample.tokens)  # the reply stands in as random ids
+                first, history[u], info = await ask(history[u], turn)
+                stats["ttft"][turn].append(first)
+                for key in ("prompt_n", "prompt_ms", "eval_ms"):
+                    stats[key][turn].append(info.get(key, -1))
 
         await asyncio.gather(*(worker() for _ in range(n)))
-    return ttft, evaluated, eval_ms, gen_ms
+    return stats
+
+
+def new_turn(turn: int) -> int:
+    return TURN_TOKENS if turn > 1 else 300
+
+
+def random_replies(side: LlamaServer | OursHTTP, draw: Callable[[int], list[int]]) -> Ask:
+    """Token-id conversations; random ids stand in for each reply."""
+    async def ask(history: list[int], turn: int) -> tuple[float, list[int], dict[str, float]]:
+        prompt = history + draw(new_turn(turn))
+        info: dict[str, float] = {}
+        sample = await timed(side, prompt, 64, info)
+        return sample.ttft, prompt + draw(sample.tokens), info
+    return ask
+
+
+def model_replies(side: LlamaServer | OursHTTP, say: Callable[[int], str]) -> Ask:
+    """Text conversations carrying the text each reply streamed."""
+    async def ask(history: str, turn: int) -> tuple[float, str, dict[str, float]]:
+        prompt = history + say(new_turn(turn))
+        first, reply, info = await text_turn(side, prompt, 64)
+        return first, prompt + reply, info
+    return ask
 
 
 async def text_turn(side: LlamaServer | OursHTTP, text: str, n_predict: int) -> tuple[float, str, dict[str, float]]:
@@ -124,33 +145,6 @@ async def text_turn(side: LlamaServer | OursHTTP, text: str, n_predict: int) -> 
             t = chunk.get("timings", {})
             info = {"prompt_n": t.get("prompt_n", 0), "prompt_ms": t.get("prompt_ms", 0), "eval_ms": t.get("predicted_ms", 0)}
     return (first or time.perf_counter()) - start, "".join(reply), info
-
-
-async def returning_text_case(side: LlamaServer | OursHTTP, n: int, users: int, say: Callable[[int], str]
-                              ) -> tuple[dict[int, list[float]], dict[int, list[int]], dict[int, list[float]],
-                                         dict[int, list[float]]]:
-    """As returning_case, but the conversation is text and carries the replies."""
-    history = ["" for _ in range(users)]
-    ttft: dict[int, list[float]] = {1: [], 2: [], 3: []}
-    evaluated: dict[int, list[int]] = {1: [], 2: [], 3: []}
-    eval_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
-    gen_ms: dict[int, list[float]] = {1: [], 2: [], 3: []}
-    for turn in (1, 2, 3):
-        queue = list(range(users))
-
-        async def worker() -> None:
-            while queue:
-                u = queue.pop(0)
-                prompt = history[u] + say(TURN_TOKENS if turn > 1 else 300)
-                first, reply, info = await text_turn(side, prompt, 64)
-                ttft[turn].append(first)
-                evaluated[turn].append(int(info.get("prompt_n", -1)))
-                eval_ms[turn].append(info.get("prompt_ms", -1))
-                gen_ms[turn].append(info.get("eval_ms", -1))
-                history[u] = prompt + reply
-
-        await asyncio.gather(*(worker() for _ in range(n)))
-    return ttft, evaluated, eval_ms, gen_ms
 
 
 def main() -> None:
@@ -222,19 +216,18 @@ def main() -> None:
                               f"p95 {phase.pct(95):.2f} s, load avg {os.getloadavg()[0]:.2f}", flush=True)
                     else:
                         if args.replies == "model":
-                            say = lambda size: texts[tuple(draw(size))]  # noqa: E731
-                            ttft, evaluated, eval_ms, gen_ms = await returning_text_case(side, n, args.users, say)
+                            ask = model_replies(side, lambda size: texts[tuple(draw(size))])
+                            stats = await returning_case(n, args.users, ask, "")
                         else:
-                            ttft, evaluated, eval_ms, gen_ms = await returning_case(side, n, args.users, draw)
-                        out[name].append(ttft)
-                        print(f"# pass {turn} {name}: TTFT p50 by turn " + ", ".join(
-                            f"{t}: {statistics.median(v):.2f} s" for t, v in ttft.items())
-                            + " | prompt tokens evaluated, mean by turn " + ", ".join(
-                            f"{t}: {statistics.mean(v):.0f}" for t, v in evaluated.items())
-                            + " | server prompt ms p50 by turn " + ", ".join(
-                            f"{t}: {statistics.median(v):.0f}" for t, v in eval_ms.items())
-                            + " | server generation ms p50 by turn " + ", ".join(
-                            f"{t}: {statistics.median(v):.0f}" for t, v in gen_ms.items()), flush=True)
+                            stats = await returning_case(n, args.users, random_replies(side, draw), [])
+                        out[name].append(stats["ttft"])
+                        print(f"# pass {turn} {name}: " + " | ".join(
+                            f"{label} by turn " + ", ".join(f"{t}: {how(v):{fmt}}" for t, v in stats[key].items())
+                            for label, key, how, fmt in (
+                                ("TTFT p50 s", "ttft", statistics.median, ".2f"),
+                                ("prompt tokens evaluated, mean", "prompt_n", statistics.mean, ".0f"),
+                                ("server prompt ms p50", "prompt_ms", statistics.median, ".0f"),
+                                ("server generation ms p50", "eval_ms", statistics.median, ".0f"))), flush=True)
                     out[name].append(("rss", process_tree_rss(side.pid)))
                 finally:
                     await side.stop()
