@@ -30,7 +30,10 @@ BEARER = {"Authorization": f"Bearer {KEYS[0]}"}
 def served(module_models_dir: Path, model_path: Path) -> Iterator[Served]:
     with pyllama_serve({"PYLLAMA_MODELS": str(module_models_dir), "PYLLAMA_API_KEYS": ",".join(KEYS)}) as served:
         client = ollama.Client(host=served.base, headers=BEARER)
-        client.create(MODEL, files={"model.gguf": client.create_blob(model_path)})
+        # Bounded and greedy: `pyllama run` sends no num_predict, and a sampled
+        # reply that never reaches EOS would run on (context shift) past any timeout.
+        client.create(MODEL, files={"model.gguf": client.create_blob(model_path)},
+                      parameters={"num_predict": 8, "temperature": 0})
         yield served
     for key in (*KEYS, WRONG):
         assert key not in served.output  # never logged
