@@ -40,8 +40,13 @@ with Engine(model, n_ctx=512, n_parallel=1, n_threads=threads) as engine:
 """
 
 
+def _env_without_wait_policy() -> dict[str, str]:
+    """This environment less any OpenMP wait settings: each side gets only what it is given."""
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+
 def run(model: Path, threads: int, tokens: int, policy: str, busy: bool) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = _env_without_wait_policy()
     if policy:
         env["OMP_WAIT_POLICY"] = policy
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
@@ -58,7 +63,7 @@ def run(model: Path, threads: int, tokens: int, policy: str, busy: bool) -> floa
 
 def run_llama_server(binary: Path, model: Path, threads: int, tokens: int, busy: bool) -> float:
     """The same stream through llama-server's /completion; its own decode rate."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = _env_without_wait_policy()
     port = free_port()
     server = subprocess.Popen([str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", "512",
                                "-np", "1", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
